@@ -1,0 +1,305 @@
+"""Pruning as pure functions: `{variable_path: weights}` in, `{variable_path: mask}` out.
+
+Nothing here touches Keras. Masks are boolean numpy arrays (True = kept).
+
+Counting rule, used everywhere: a rate is a fraction of the weights that
+*remain* in a layer (or, for global pruning, across the chosen layers), so
+masks only shrink. The number pruned is `prune_count(remaining, rate)`:
+`rate * remaining` rounded half up (after rounding the product to 9 decimals
+so that float noise such as `0.3 * 5 = 1.4999999999999998` counts as 1.5).
+Ties in magnitude are broken by position: among equal magnitudes the weight
+that comes first in row-major (C) order is pruned first; for global pruning
+layers are ordered by path, then by position.
+"""
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+WEIGHT_KINDS = ("conv", "dense", "embedding")
+# Kinds a rate can be given for: the weight kinds, plus "output" for the
+# layers that produce the model's outputs (the paper prunes them at half rate).
+RATE_KINDS = WEIGHT_KINDS + ("output",)
+
+
+def prune_count(remaining: int, rate: float) -> int:
+    """How many of `remaining` weights a `rate` prunes: rounded half up.
+
+    Example:
+
+    >>> prune_count(5, 0.3), prune_count(10, 0.25), prune_count(0, 0.5)
+    (2, 3, 0)
+    """
+    _check_rate(rate, "rate")
+    return min(remaining, math.floor(round(rate * remaining, 9) + 0.5))
+
+
+def magnitude_prune(
+    weights: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray] | None = None,
+    rate: float | Mapping[str, float] = 0.2,
+) -> dict[str, np.ndarray]:
+    """Layer-wise magnitude pruning: prune the smallest surviving |w| per layer.
+
+    Args:
+        weights: `{path: array}` of trained weights to rank.
+        masks: `{path: binary array}` of current masks, same keys and shapes;
+            pruned weights stay pruned. Defaults to all ones.
+        rate: fraction of each layer's *remaining* weights to prune, in
+            [0, 1); one number for all, or `{path: rate}` for every path
+            (see `PruneRates.resolve`).
+
+    Returns:
+        New boolean masks, `{path: array}`, each a subset of the old one with
+        exactly `prune_count(remaining, rate)` fewer ones.
+    """
+    weights, masks = _checked(weights, masks)
+    rates = _rates_per_path(rate, weights)
+    return {
+        path: _prune_smallest(np.abs(weights[path]), masks[path], rates[path])
+        for path in weights
+    }
+
+
+def global_magnitude_prune(
+    weights: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray] | None = None,
+    rate: float = 0.2,
+) -> dict[str, np.ndarray]:
+    """Global magnitude pruning: rank all surviving |w| of all given layers.
+
+    Prunes `prune_count(total remaining, rate)` weights in all, wherever they
+    are smallest; layers not in `weights` are not touched (leave out a layer to
+    exclude it, as the paper does for VGG and ResNet's output layer).
+
+    Args:
+        weights: `{path: array}` of trained weights to rank.
+        masks: current masks, same keys and shapes. Defaults to all ones.
+        rate: fraction of all remaining weights to prune, in [0, 1).
+
+    Returns:
+        New boolean masks, `{path: array}`.
+    """
+    _check_rate(rate, "rate")
+    weights, masks = _checked(weights, masks)
+    paths = sorted(weights)
+    # Concatenate in path order so ties break by (path, position).
+    scores = np.concatenate([np.abs(weights[p]).ravel() for p in paths])
+    keep = np.concatenate([masks[p].ravel() for p in paths])
+    flat = _prune_smallest(scores, keep, rate)
+    new_masks, start = {}, 0
+    for path in paths:
+        size = weights[path].size
+        new_masks[path] = flat[start : start + size].reshape(weights[path].shape)
+        start += size
+    return {path: new_masks[path] for path in weights}
+
+
+def random_prune(
+    masks: Mapping[str, np.ndarray],
+    rate: float | Mapping[str, float] = 0.2,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Random pruning: prune as many weights as `magnitude_prune` would, at random.
+
+    Each layer loses exactly `prune_count(remaining, rate)` of its surviving
+    weights, chosen uniformly. The same `seed` gives the same masks.
+
+    Args:
+        masks: current masks `{path: binary array}`.
+        rate: fraction of remaining weights to prune per layer, in [0, 1).
+        seed: seed of the random draw.
+
+    Returns:
+        New boolean masks, `{path: array}`.
+    """
+    masks = validate_masks(masks)
+    rates = _rates_per_path(rate, masks)
+    rng = np.random.default_rng(seed)
+    # Iterate in path order so the draw does not depend on dict order.
+    new = {
+        path: _prune_smallest(rng.random(masks[path].shape), masks[path], rates[path])
+        for path in sorted(masks)
+    }
+    return {path: new[path] for path in masks}
+
+
+def random_masks_like(
+    masks: Mapping[str, np.ndarray], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Fresh random masks with the same number of ones per layer as `masks`.
+
+    The random-pruning control of the paper: same per-layer densities,
+    positions drawn uniformly (not nested in `masks`).
+    """
+    masks = validate_masks(masks)
+    rng = np.random.default_rng(seed)
+    new = {}
+    for path in sorted(masks):
+        mask = masks[path]
+        kept = np.zeros(mask.size, dtype=bool)
+        kept[rng.permutation(mask.size)[: int(mask.sum())]] = True
+        new[path] = kept.reshape(mask.shape)
+    return {path: new[path] for path in masks}
+
+
+def density(masks: Mapping[str, np.ndarray]) -> float:
+    """Fraction of weights remaining across all `masks` (1.0 for none)."""
+    total = sum(m.size for m in masks.values())
+    return float(sum(np.count_nonzero(m) for m in masks.values()) / total) if total else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightInfo:
+    """What a rate rule needs to know of a prunable weight."""
+
+    layer_name: str  # The owning layer's name.
+    kind: str  # One of `WEIGHT_KINDS`.
+    is_output: bool = False  # Whether the layer produces a model output.
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneRates:
+    """Per-layer prune rates: a default, overridden by kind, then by layer name.
+
+    Precedence, highest first: `by_layer[layer_name]`, `by_kind["output"]`
+    for output layers, `by_kind[kind]`, `default`.
+
+    Example, the paper's Conv-2 rates:
+
+    >>> PruneRates(0.2, by_kind={"conv": 0.1, "output": 0.1})
+    """
+
+    default: float = 0.2  # Rate for weights no rule below names.
+    by_kind: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Keys in RATE_KINDS.
+    by_layer: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Keys: layer names.
+
+    def __post_init__(self):
+        _check_rate(self.default, "default")
+        for kind, rate in self.by_kind.items():
+            if kind not in RATE_KINDS:
+                raise ValueError(
+                    f"Expected `by_kind` keys in {RATE_KINDS}. Received: {kind!r}"
+                )
+            _check_rate(rate, f"by_kind[{kind!r}]")
+        for name, rate in self.by_layer.items():
+            _check_rate(rate, f"by_layer[{name!r}]")
+
+    def resolve(self, infos: Mapping[str, WeightInfo]) -> dict[str, float]:
+        """`{path: rate}` for every weight described in `infos`."""
+        known = {info.layer_name for info in infos.values()}
+        unknown = sorted(set(self.by_layer) - known)
+        if unknown:
+            raise ValueError(
+                f"Expected `by_layer` to name prunable layers, one of "
+                f"{sorted(known)}. Received unknown names: {unknown}"
+            )
+        rates = {}
+        for path, info in infos.items():
+            if info.layer_name in self.by_layer:
+                rates[path] = self.by_layer[info.layer_name]
+            elif info.is_output and "output" in self.by_kind:
+                rates[path] = self.by_kind["output"]
+            else:
+                rates[path] = self.by_kind.get(info.kind, self.default)
+        return rates
+
+
+def validate_masks(
+    masks: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Checks masks are binary (and match `weights`); returns boolean copies."""
+    if not isinstance(masks, Mapping):
+        raise TypeError(
+            "Expected `masks` to be a dict {variable_path: array}. "
+            f"Received: {type(masks).__name__}"
+        )
+    checked = {}
+    for path, mask in masks.items():
+        mask = np.asarray(mask)
+        if mask.dtype != bool:
+            if not np.isin(mask, (0, 1)).all():
+                bad = np.unique(mask[~np.isin(mask, (0, 1))])[:5]
+                raise ValueError(
+                    f"Expected binary masks (only 0 and 1). Received "
+                    f"masks[{path!r}] containing {bad.tolist()}"
+                )
+            mask = mask.astype(bool)
+        checked[path] = mask
+    if weights is not None:
+        if set(masks) != set(weights):
+            raise ValueError(
+                "Expected `masks` and `weights` to have the same keys. Received "
+                f"missing masks for {sorted(set(weights) - set(masks))}, "
+                f"masks without weights for {sorted(set(masks) - set(weights))}"
+            )
+        for path, mask in checked.items():
+            if mask.shape != np.shape(weights[path]):
+                raise ValueError(
+                    f"Expected masks[{path!r}] to have the shape of its weights, "
+                    f"{np.shape(weights[path])}. Received shape {mask.shape}"
+                )
+    return checked
+
+
+def _checked(weights, masks):
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(
+            "Expected `weights` to be a non-empty dict {variable_path: array}. "
+            f"Received: {weights!r:.80}"
+        )
+    arrays = {}
+    for path, value in weights.items():
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.number):
+            raise ValueError(
+                f"Expected numeric weights. Received weights[{path!r}] "
+                f"with dtype {value.dtype}"
+            )
+        bad = value.size - np.count_nonzero(np.isfinite(value))
+        if bad:
+            raise ValueError(
+                f"Expected finite weights. Received weights[{path!r}] with "
+                f"{bad} NaN or infinite values"
+            )
+        arrays[path] = value
+    if masks is None:
+        masks = {path: np.ones(value.shape, dtype=bool) for path, value in arrays.items()}
+    return arrays, validate_masks(masks, arrays)
+
+
+def _rates_per_path(rate, paths):
+    if isinstance(rate, Mapping):
+        missing = sorted(set(paths) - set(rate))
+        if missing:
+            raise ValueError(
+                f"Expected a rate for every path. Received none for {missing}"
+            )
+        for path, value in rate.items():
+            _check_rate(value, f"rate[{path!r}]")
+        return {path: rate[path] for path in paths}
+    _check_rate(rate, "rate")
+    return {path: rate for path in paths}
+
+
+def _check_rate(rate, name):
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float, np.integer, np.floating))
+        or not 0 <= rate < 1
+    ):
+        raise ValueError(f"Expected `{name}` in [0, 1). Received: {name}={rate!r}")
+
+
+def _prune_smallest(scores, mask, rate):
+    """Drops the `prune_count` lowest-scoring kept entries of `mask`."""
+    kept = np.flatnonzero(mask)
+    count = prune_count(kept.size, rate)
+    new = mask.copy()
+    if count:
+        # A stable sort keeps position order among equal scores.
+        order = np.argsort(scores.ravel()[kept], kind="stable")
+        new.ravel()[kept[order[:count]]] = False
+    return new
