@@ -23,6 +23,7 @@ from keras_lottery.masks import (
     get_weights,
     masked_layers,
     rates_for,
+    set_weights,
     sparsity_report,
     weight_infos,
 )

@@ -66,6 +66,24 @@ def get_weights(model) -> dict[str, np.ndarray]:
     }
 
 
+def set_weights(model, weights: Mapping[str, np.ndarray]) -> None:
+    """Assigns prunable weights by path, e.g. to rewind them to a snapshot.
+
+    Masks are not touched: follow with `apply_masks` to zero pruned weights.
+    Paths not in `weights` are left as they are.
+    """
+    variables = prunable_variables(model)
+    _check_paths(weights, variables, "weights")
+    for path, value in weights.items():
+        if np.shape(value) != tuple(variables[path][0].shape):
+            raise ValueError(
+                f"Expected weights[{path!r}] of shape {tuple(variables[path][0].shape)}. "
+                f"Received shape {np.shape(value)}"
+            )
+    for path, value in weights.items():
+        variables[path][0].assign(value)
+
+
 def get_masks(model) -> dict[str, np.ndarray]:
     """`{path: boolean array}` of the model's current masks."""
     return {
@@ -86,12 +104,7 @@ def apply_masks(model, masks: Mapping[str, np.ndarray]) -> None:
         masks: `{path: binary array}` for some or all prunable weights.
     """
     variables = prunable_variables(model)
-    unknown = sorted(set(masks) - set(variables))
-    if unknown:
-        raise ValueError(
-            f"Expected `masks` keys among the model's prunable weights "
-            f"{sorted(variables)}. Received unknown paths: {unknown}"
-        )
+    _check_paths(masks, variables, "masks")
     weights = {path: variables[path][0] for path in masks}
     # Checks everything before assigning anything: a bad mask changes nothing.
     masks = validate_masks(masks, {p: np.empty(w.shape) for p, w in weights.items()})
@@ -99,6 +112,15 @@ def apply_masks(model, masks: Mapping[str, np.ndarray]) -> None:
         weight, mask_variable, _ = variables[path]
         mask_variable.assign(mask.astype(mask_variable.dtype))
         weight.assign(keras.ops.convert_to_numpy(weight) * mask)
+
+
+def _check_paths(given, variables, name):
+    unknown = sorted(set(given) - set(variables))
+    if unknown:
+        raise ValueError(
+            f"Expected `{name}` keys among the model's prunable weights "
+            f"{sorted(variables)}. Received unknown paths: {unknown}"
+        )
 
 
 def weight_infos(model) -> dict[str, WeightInfo]:
