@@ -1,10 +1,11 @@
 """keras-lottery: lottery-ticket pruning for Keras 3 on TensorFlow, JAX and PyTorch.
 
 Masked layers, conversion of a Keras model to them and back, pruning as pure
-functions over `{variable_path: array}` dicts, and masks in and out of a model.
+functions over `{variable_path: array}` dicts, masks in and out of a model,
+and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 """
 
-from keras_lottery import layers, pruning
+from keras_lottery import callbacks, layers, pruning, state
 from keras_lottery.conversion import prunable, strip
 from keras_lottery.layers import (
     MaskedConv1D,
@@ -35,6 +36,9 @@ from keras_lottery.pruning import (
     prune_count,
     random_masks_like,
     random_prune,
+    rates_for_densities,
 )
+from keras_lottery.results import RoundRecord, SearchResult
+from keras_lottery.ticket_search import SearchConfig, TicketSearch
 
 __version__ = "0.1.0"

@@ -145,6 +145,36 @@ def random_masks_like(
     return {path: new[path] for path in masks}
 
 
+def rates_for_densities(
+    masks: Mapping[str, np.ndarray], densities: Mapping[str, float]
+) -> dict[str, float]:
+    """Per-path rates that leave each layer exactly at a density of its full size.
+
+    Layer `path` is brought to `round_half_up(size * densities[path])` weights
+    (at least one, and never more than it has now), so a schedule computed from
+    the full size does not accumulate rounding error round after round: with
+    density `0.8 ** r`, round r keeps 0.8^r of each layer to within half a
+    weight. Feed the result to `magnitude_prune` or `random_prune`.
+    """
+    masks = validate_masks(masks)
+    rates = {}
+    for path, mask in masks.items():
+        target = densities[path]
+        if not 0 < target <= 1:
+            raise ValueError(
+                f"Expected densities in (0, 1]. Received: densities[{path!r}]={target!r}"
+            )
+        remaining = int(np.count_nonzero(mask))
+        keep = min(remaining, max(1, keep_count(mask.size, target)))
+        rates[path] = (remaining - keep) / remaining if remaining else 0.0
+    return rates
+
+
+def keep_count(size: int, density: float) -> int:
+    """How many of `size` weights a `density` keeps: rounded half up, like `prune_count`."""
+    return math.floor(round(density * size, 9) + 0.5)
+
+
 def density(masks: Mapping[str, np.ndarray]) -> float:
     """Fraction of weights remaining across all `masks` (1.0 for none)."""
     total = sum(m.size for m in masks.values())

@@ -1,0 +1,107 @@
+"""Callbacks the search trains with: periodic evaluation and a state capture.
+
+Both count *iterations* (optimizer steps) across epochs, as the paper does,
+and reach the model through `self.model`, which on JAX syncs the variables
+that live outside the model during `fit`.
+"""
+
+import keras
+
+from keras_lottery import state
+from keras_lottery.evaluation import evaluate
+
+
+class IterationCounter(keras.callbacks.Callback):
+    """Keeps `iteration`: the optimizer steps taken since `on_train_begin`."""
+
+    def on_train_begin(self, logs=None):
+        self.iteration = 0
+        self._epoch_start = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.iteration
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the index of the last step run; with steps_per_execution
+        # > 1 several steps end at once.
+        self.iteration = self._epoch_start + batch + 1
+
+
+class PeriodicEvaluation(IterationCounter):
+    """Evaluates every `every` iterations (or each epoch end) and at the end.
+
+    Records `curves`: `{"iteration": [...], "val_loss": [...],
+    "val_accuracy": [...], "test_loss": [...], "test_accuracy": [...]}`
+    (test entries only with `test_data`).
+
+    Args:
+        validation_data: data for `keras_lottery.evaluation.evaluate`.
+        test_data: optional second data set, evaluated at the same points.
+        every: iterations between evaluations; None evaluates at each
+            epoch end. Defaults to None.
+        batch_size: batch size for array data. Defaults to 1000.
+    """
+
+    def __init__(self, validation_data, test_data=None, every=None, batch_size=1000):
+        super().__init__()
+        self.sets = {"val": validation_data}
+        if test_data is not None:
+            self.sets["test"] = test_data
+        self.every = every
+        self.batch_size = batch_size
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.curves = {"iteration": []}
+        for name in self.sets:
+            self.curves[f"{name}_loss"], self.curves[f"{name}_accuracy"] = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        before = self.iteration
+        super().on_train_batch_end(batch, logs)
+        if self.every and self.iteration // self.every > before // self.every:
+            self._record()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.every:
+            self._record()
+
+    def on_train_end(self, logs=None):
+        if not self.curves["iteration"] or self.curves["iteration"][-1] != self.iteration:
+            self._record()
+
+    def _record(self):
+        model = self.model  # Syncs the variables on JAX.
+        self.curves["iteration"].append(self.iteration)
+        for name, data in self.sets.items():
+            scores = evaluate(model, data, self.batch_size)
+            self.curves[f"{name}_loss"].append(scores["loss"])
+            self.curves[f"{name}_accuracy"].append(scores["accuracy"])
+
+
+class CaptureState(IterationCounter):
+    """Snapshots the model state (`keras_lottery.state`) after `step` iterations.
+
+    `step=0` captures before the first update. `captured` holds the snapshot,
+    or None if training ended first.
+    """
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+        self.captured = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.captured = state.snapshot(self.model) if self.step == 0 else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        if self.captured is None and self.iteration >= self.step:
+            if self.iteration != self.step:
+                raise ValueError(
+                    "Expected `rewind_step` to be a multiple of "
+                    f"steps_per_execution. Received rewind_step={self.step}, "
+                    f"but steps ran together up to iteration {self.iteration}."
+                )
+            self.captured = state.snapshot(self.model)

@@ -1,0 +1,99 @@
+"""What a ticket search measured: one record per trained network, as data.
+
+`SearchResult` round-trips through JSON and writes a flat CSV, one row per
+record, for plotting the paper's figures (accuracy and early-stop iteration
+against density, curves over iterations).
+"""
+
+import csv
+import dataclasses
+import io
+import json
+
+RECORD_KINDS = ("ticket", "random_reinit", "random_pruning")
+
+
+@dataclasses.dataclass
+class RoundRecord:
+    """One trained network of a search: a ticket round or a control."""
+
+    round: int  # 0 is the dense network.
+    kind: str  # One of RECORD_KINDS.
+    density: float  # Fraction of prunable weights remaining, overall.
+    layer_densities: dict  # {weight path: density}.
+    iterations: int  # Optimizer steps trained.
+    final: dict  # Metrics at the end: val_/test_ loss and accuracy, train logs.
+    early_stop: dict  # {"iteration", val_/test_ loss and accuracy} at min val loss; {} if untracked.
+    curves: dict  # {"iteration": [...], "val_loss": [...], ...}; {} if untracked.
+    wall_time: float  # Seconds, training and evaluation of this record.
+
+    @property
+    def early_stop_iteration(self):
+        return self.early_stop.get("iteration")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """All records of a search, in the order they were trained."""
+
+    records: list = dataclasses.field(default_factory=list)
+    config: dict = dataclasses.field(default_factory=dict)
+
+    def tickets(self) -> list:
+        """The ticket rounds (no controls), by round."""
+        return [r for r in self.records if r.kind == "ticket"]
+
+    def controls(self, kind: str) -> list:
+        """The records of one control (`"random_reinit"` or `"random_pruning"`)."""
+        return [r for r in self.records if r.kind == kind]
+
+    def record(self, round: int, kind: str = "ticket") -> RoundRecord:
+        for record in self.records:
+            if record.round == round and record.kind == kind:
+                return record
+        raise KeyError(f"No {kind} record for round {round}.")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"config": self.config, "records": [dataclasses.asdict(r) for r in self.records]},
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchResult":
+        data = json.loads(text)
+        return cls([RoundRecord(**r) for r in data["records"]], data.get("config", {}))
+
+    def to_csv(self) -> str:
+        """One row per record: round, kind, density, iterations, wall time, and
+        every final and early-stop metric (`final_*`, `early_stop_*`)."""
+        rows = []
+        for r in self.records:
+            row = {"round": r.round, "kind": r.kind, "density": r.density,
+                   "iterations": r.iterations, "wall_time": r.wall_time}
+            row.update({f"final_{k}": v for k, v in r.final.items()})
+            row.update({f"early_stop_{k}": v for k, v in r.early_stop.items()})
+            rows.append(row)
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+
+    def summary(self) -> str:
+        """A table: one line per record."""
+        lines = [f"{'round':>5}  {'kind':<14} {'density':>8}  {'val acc':>7}  "
+                 f"{'test acc':>8}  {'early stop':>10}  {'time':>7}"]
+        for r in self.records:
+            lines.append(
+                f"{r.round:>5}  {r.kind:<14} {r.density:>8.2%}  "
+                f"{_fmt(r.final.get('val_accuracy')):>7}  "
+                f"{_fmt(r.early_stop.get('test_accuracy', r.final.get('test_accuracy'))):>8}  "
+                f"{str(r.early_stop_iteration or '-'):>10}  {r.wall_time:>6.1f}s"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(value):
+    return "-" if value is None else f"{value:.4f}"

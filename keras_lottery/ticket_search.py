@@ -1,0 +1,507 @@
+"""The lottery-ticket search: train, prune by magnitude, rewind, repeat, through `model.fit`.
+
+`TicketSearch(model, ...).run(x, y, ...)` trains the dense network (round 0),
+then each round prunes the weights just trained, rewinds the survivors to θ0
+(or to iteration k), and trains again with a fresh optimizer of the model's
+compiled configuration. Controls (random reinitialization, random pruning)
+train beside each round. With `directory=`, every finished training is on
+disk and a rerun with the same directory resumes after it.
+"""
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_lottery import pruning, state
+from keras_lottery.callbacks import CaptureState, IterationCounter, PeriodicEvaluation
+from keras_lottery.conversion import prunable
+from keras_lottery.evaluation import evaluate
+from keras_lottery.masks import (
+    apply_masks,
+    get_masks,
+    get_weights,
+    masked_layers,
+    prunable_variables,
+    rates_for,
+)
+from keras_lottery.pruning import PruneRates
+from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
+from keras_lottery.run_directory import RunDirectory
+
+CONTROLS = RECORD_KINDS[1:]
+PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides a search's masks; a resume must match it."""
+
+    rounds: int = 5  # Pruned rounds after the dense round 0 (iterative), at most.
+    target_density: float | None = None  # Stop once overall density <= this.
+    prune_rates: PruneRates = PAPER_RATES  # Rate per round, per layer.
+    global_pruning: bool = False  # Rank weights across layers instead of per layer.
+    one_shot: tuple | None = None  # Densities to prune straight to from the dense run.
+    rewind_step: int = 0  # Iteration of the dense run survivors rewind to.
+    eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
+    seed: int = 0  # Seeds every training (data order, dropout) and the controls.
+    fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["prune_rates"] = {
+            "default": self.prune_rates.default,
+            "by_kind": dict(self.prune_rates.by_kind),
+            "by_layer": dict(self.prune_rates.by_layer),
+        }
+        data["one_shot"] = list(self.one_shot) if self.one_shot else None
+        return data
+
+
+class TicketSearch:
+    """Finds winning tickets by iterative (or one-shot) magnitude pruning.
+
+    Args:
+        model: a compiled, built model with masked layers, or a Sequential or
+            Functional one that `keras_lottery.prunable` converts (the search
+            then works on the converted copy, `search.model`). Each training
+            recompiles it from `model.get_compile_config()`: a fresh optimizer
+            of the same configuration.
+        x, y: training data, as for `model.fit`; may instead go to `run`.
+        rounds: pruned rounds after the dense round 0. Defaults to 5.
+        target_density: stop after the round whose overall density is at or
+            below this. Defaults to None (run all `rounds`).
+        prune_rates: a `PruneRates` or one rate for all layers: the fraction of
+            remaining weights pruned per round. Defaults to the paper's: 0.2,
+            output layer 0.1.
+        global_pruning: rank weights across all layers with a nonzero rate
+            (which must then share one rate). Defaults to False.
+        one_shot: densities to prune straight to from the dense run, one
+            training each, instead of iterating. Defaults to None.
+        rewind_step: rewind to the weights after this many iterations of the
+            dense run (0: θ0, the initialization). Defaults to 0.
+        controls: any of `"random_reinit"` (the round's masks on a fresh
+            initialization) and `"random_pruning"` (random masks of the same
+            per-layer densities, rewound like the ticket). Defaults to none.
+        eval_every: evaluate on `validation_data` (and `test_data`) every this
+            many iterations; the paper uses 100. None evaluates at each epoch
+            end. Requires `validation_data`.
+        validation_data: `(x, y)` or a dataset, for the early-stop criterion
+            (iteration of minimum validation loss).
+        test_data: `(x, y)` or a dataset, evaluated at the same points.
+        directory: where to write each finished training; rerunning with the
+            same directory resumes. Defaults to None (nothing written).
+        seed: seeds each training's data order and dropout, and the controls.
+        verbose: 0 silent, 1 Keras progress bars and a line per training,
+            2 one line per epoch and per training. Defaults to 1.
+        **fit_kwargs: `epochs`, `batch_size`, `callbacks`, ... as for `fit`.
+
+    Example:
+
+    >>> search = TicketSearch(model, x, y, rounds=3, epochs=2, batch_size=60,
+    ...                       validation_data=(xv, yv), controls=["random_reinit"])
+    >>> result = search.run()
+    >>> print(result.summary())
+    """
+
+    def __init__(self, model, x=None, y=None, *, rounds: int = 5,
+                 target_density: float | None = None,
+                 prune_rates: PruneRates | float = PAPER_RATES,
+                 global_pruning: bool = False, one_shot: Sequence[float] | None = None,
+                 rewind_step: int = 0, controls: Sequence[str] = (),
+                 eval_every: int | None = None, validation_data=None, test_data=None,
+                 directory=None, seed: int = 0, verbose: int = 1, **fit_kwargs):
+        self.model, self.compile_config = _prepared(model)
+        if not isinstance(prune_rates, PruneRates):
+            prune_rates = PruneRates(prune_rates)
+        _check_int("rounds", rounds, 1)
+        _check_int("rewind_step", rewind_step, 0)
+        if eval_every is not None:
+            _check_int("eval_every", eval_every, 1)
+        if target_density is not None and not 0 < target_density < 1:
+            raise ValueError(
+                f"Expected `target_density` in (0, 1). Received: target_density={target_density!r}"
+            )
+        if one_shot is not None:
+            one_shot = tuple(one_shot)
+            if not one_shot or not all(isinstance(d, (int, float)) and 0 < d < 1 for d in one_shot):
+                raise ValueError(
+                    f"Expected `one_shot` densities in (0, 1). Received: one_shot={one_shot!r}"
+                )
+        controls = tuple(controls)
+        unknown = [c for c in controls if c not in CONTROLS]
+        if unknown:
+            raise ValueError(f"Expected `controls` among {CONTROLS}. Received: {unknown}")
+        self.rates = rates_for(self.model, prune_rates)
+        if global_pruning:
+            _global_rate(self.rates)
+        if one_shot and not global_pruning and prune_rates.default == 0:
+            raise ValueError(
+                "Expected a nonzero default rate for one-shot pruning: per-layer "
+                "rates scale from it. Received: prune_rates.default=0"
+            )
+        steps = self.compile_config.get("steps_per_execution") or 1
+        for name, value in (("eval_every", eval_every), ("rewind_step", rewind_step)):
+            if value and value % steps:
+                raise ValueError(
+                    f"Expected `{name}` to be a multiple of steps_per_execution={steps}. "
+                    f"Received: {name}={value}"
+                )
+        fit_kwargs = dict(fit_kwargs)
+        self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
+        for forbidden in ("validation_data", "validation_split", "x", "y"):
+            fit_kwargs.pop(forbidden, None)
+        self.config = SearchConfig(
+            rounds=rounds, target_density=target_density, prune_rates=prune_rates,
+            global_pruning=global_pruning, one_shot=one_shot, rewind_step=rewind_step,
+            eval_every=eval_every, seed=seed, fit=fit_kwargs,
+        )
+        self.controls = controls
+        self.x, self.y = x, y
+        self.validation_data, self.test_data = validation_data, test_data
+        self.directory = RunDirectory(directory) if directory is not None else None
+        self.verbose = verbose
+        # θ0, taken before any training: every variable but the masks.
+        self.theta0 = state.snapshot(self.model)
+        self.initial_masks = get_masks(self.model)
+        self.rewind_state = self.theta0 if rewind_step == 0 else None
+        self._masks = {}  # {(round, kind): masks}
+        self._trained = {}  # {round: trained state of that ticket round}
+
+    # -- public -------------------------------------------------------------
+
+    def run(self, x=None, y=None, *, validation_data=None, test_data=None, callbacks=None,
+            **fit_kwargs) -> SearchResult:
+        """Runs (or resumes) the search; arguments override the constructor's.
+
+        Args:
+            x, y: training data, as for `model.fit`.
+            validation_data, test_data: see the class.
+            callbacks: Keras callbacks added to every training.
+            **fit_kwargs: `epochs`, `batch_size`, ... as for `model.fit`.
+
+        Returns:
+            A `SearchResult` with one record per training, resumed ones included.
+        """
+        if x is not None:
+            self.x, self.y = x, y
+        if self.x is None:
+            raise ValueError(
+                "Expected training data. Received none: pass `x` (and `y`) to "
+                "`TicketSearch(...)` or to `run()`."
+            )
+        if validation_data is not None:
+            self.validation_data = validation_data
+        if test_data is not None:
+            self.test_data = test_data
+        if callbacks is not None:
+            self.callbacks = list(callbacks)
+        if fit_kwargs:
+            fit_kwargs.pop("validation_data", None)
+            self.config = dataclasses.replace(self.config, fit={**self.config.fit, **fit_kwargs})
+        if self.config.eval_every and self.validation_data is None:
+            raise ValueError(
+                "Expected `validation_data` with `eval_every`: the early-stop "
+                f"iteration needs it. Received: eval_every={self.config.eval_every}, "
+                "validation_data=None"
+            )
+        records = self._resume()
+        done = {(r.round, r.kind) for r in records}
+        for round_, masks in self._plan(records):
+            if (round_, "ticket") not in done:
+                records.append(self._train_ticket(round_, masks))
+                self._save_result(records)
+            for kind in self.controls if round_ > 0 else ():
+                if (round_, kind) not in done:
+                    records.append(self._train_control(round_, kind))
+                    self._save_result(records)
+        return SearchResult(records, self.config.to_json())
+
+    def ticket(self, round: int):  # noqa: A002 - mirrors RoundRecord.round
+        """The model set to round `round`'s ticket: its masks on the rewind
+        weights, freshly compiled, ready to train. This is `search.model`."""
+        masks = self._masks_of(round, "ticket")
+        if self.rewind_state is None:
+            raise ValueError("The rewind point is not known yet: run round 0 first.")
+        self._set(self.rewind_state, masks)
+        self.model.compile_from_config(self.compile_config)
+        return self.model
+
+    # -- the plan -----------------------------------------------------------
+
+    def _plan(self, records):
+        """Yields `(round, masks)` in order; masks are computed lazily."""
+        yield 0, (self._masks_of(0, "ticket") if self._exists(0, "ticket")
+                  else self.initial_masks)
+        if self.config.one_shot:
+            for i, target in enumerate(self.config.one_shot, start=1):
+                yield i, self._one_shot_masks(i, target)
+            return
+        for round_ in range(1, self.config.rounds + 1):
+            previous = self._record_of(records, round_ - 1)
+            if self.config.target_density and previous.density <= self.config.target_density:
+                return
+            yield round_, self._iterative_masks(round_)
+
+    def _iterative_masks(self, round_):
+        if (round_, "ticket") in self._masks or self._exists(round_, "ticket"):
+            return self._masks_of(round_, "ticket")
+        previous = self._masks_of(round_ - 1, "ticket")
+        trained = self._trained_weights(round_ - 1)
+        if self.config.global_pruning:
+            return self._global_masks(trained, previous, (1 - _global_rate(self.rates)) ** round_)
+        densities = {p: (1 - rate) ** round_ for p, rate in self.rates.items()}
+        return pruning.magnitude_prune(
+            trained, previous, pruning.rates_for_densities(previous, densities)
+        )
+
+    def _one_shot_masks(self, index, target):
+        if (index, "ticket") in self._masks or self._exists(index, "ticket"):
+            return self._masks_of(index, "ticket")
+        dense = self._masks_of(0, "ticket")
+        trained = self._trained_weights(0)
+        if self.config.global_pruning:
+            return self._global_masks(trained, dense, target)
+        # Per-layer densities as after r rounds, with r such that the default
+        # rate reaches `target`: the per-kind ratios of the iterative search.
+        rounds = math.log(target) / math.log(1 - self.config.prune_rates.default)
+        densities = {p: (1 - rate) ** rounds for p, rate in self.rates.items()}
+        return pruning.magnitude_prune(
+            trained, dense, pruning.rates_for_densities(dense, densities)
+        )
+
+    def _global_masks(self, trained, masks, target_density):
+        chosen = [p for p, rate in self.rates.items() if rate > 0]
+        total = sum(masks[p].size for p in chosen)
+        remaining = sum(int(masks[p].sum()) for p in chosen)
+        keep = max(1, min(remaining, pruning.keep_count(total, target_density)))
+        rate = (remaining - keep) / remaining
+        new = pruning.global_magnitude_prune(
+            {p: trained[p] for p in chosen}, {p: masks[p] for p in chosen}, rate
+        )
+        return {p: new.get(p, masks[p]) for p in masks}
+
+    # -- training -----------------------------------------------------------
+
+    def _train_ticket(self, round_, masks):
+        start = self.theta0 if round_ == 0 else self.rewind_state
+        capture = None
+        if round_ == 0 and self.config.rewind_step > 0:
+            capture = CaptureState(self.config.rewind_step)
+        record = self._train(round_, "ticket", masks, start, extra=[capture] if capture else [])
+        if capture is not None:
+            if capture.captured is None:
+                raise ValueError(
+                    f"Expected `rewind_step` within the dense run. Received "
+                    f"rewind_step={self.config.rewind_step}, but round 0 trained "
+                    f"{record.iterations} iterations."
+                )
+            self.rewind_state = capture.captured
+            if self.directory:
+                self.directory.write_arrays("rewind.npz", self.rewind_state)
+        trained = state.snapshot(self.model)
+        self._trained[round_] = get_weights(self.model)
+        if self.directory:
+            self.directory.write_arrays(f"trained/{round_:03d}.npz", trained)
+        self._finish(record, masks)
+        if self.directory and not self.config.one_shot and round_ > 0:
+            # Only the latest ticket is pruned from next (one-shot keeps round 0).
+            self.directory.remove(f"trained/{round_ - 1:03d}.npz")
+        return record
+
+    def _train_control(self, round_, kind):
+        masks = self._masks_of(round_, "ticket")
+        seed = _seed(self.config.seed, round_, kind)
+        if kind == "random_reinit":
+            start = state.fresh_initialization(self.model, seed)
+            if any(np.array_equal(start[p], self.theta0[p]) for p in masks):
+                raise ValueError(
+                    "Expected random_reinit to draw new weights. Received θ0 again: "
+                    "the layers' initializers have fixed seeds."
+                )
+        else:
+            masks = pruning.random_masks_like(masks, seed)
+            start = self.rewind_state
+        record = self._train(round_, kind, masks, start)
+        self._finish(record, masks)
+        return record
+
+    def _train(self, round_, kind, masks, start, extra=()):
+        self._set(start, masks)
+        keras.utils.set_random_seed(_seed(self.config.seed, round_, kind))
+        self.model.compile_from_config(self.compile_config)
+        if self.validation_data is not None:
+            counter = PeriodicEvaluation(self.validation_data, self.test_data,
+                                         every=self.config.eval_every)
+        else:
+            counter = IterationCounter()
+        began = time.perf_counter()
+        history = self.model.fit(
+            self.x, self.y, callbacks=[counter, *extra, *self.callbacks],
+            verbose=self.verbose, **self.config.fit,
+        )
+        final = {f"train_{k}": float(v[-1]) for k, v in history.history.items() if v}
+        curves = getattr(counter, "curves", {})
+        early_stop = {}
+        if curves:
+            final.update({k: v[-1] for k, v in curves.items() if k != "iteration"})
+            best = int(np.argmin(curves["val_loss"]))
+            early_stop = {k: v[best] for k, v in curves.items()}
+        elif self.test_data is not None:
+            scores = evaluate(self.model, self.test_data)
+            final.update({f"test_{k}": v for k, v in scores.items()})
+        report = pruning.density(masks)
+        return RoundRecord(
+            round=round_, kind=kind, density=report,
+            layer_densities={p: float(m.mean()) for p, m in masks.items()},
+            iterations=counter.iteration, final=final, early_stop=early_stop,
+            curves=curves, wall_time=time.perf_counter() - began,
+        )
+
+    def _set(self, start, masks):
+        state.restore(self.model, start)
+        apply_masks(self.model, masks)
+
+    def _finish(self, record, masks):
+        self._masks[(record.round, record.kind)] = masks
+        if self.directory:
+            name = f"rounds/{record.round:03d}_{record.kind}"
+            self.directory.write_arrays(f"{name}_masks.npz", masks)
+            self.directory.write_json(f"{name}.json", dataclasses.asdict(record))
+        if self.verbose:
+            stop = record.early_stop_iteration
+            accuracy = record.early_stop.get("test_accuracy", record.final.get("test_accuracy"))
+            print(
+                f"[keras-lottery] round {record.round} {record.kind}: density "
+                f"{record.density:.2%}"
+                + (f", test accuracy {accuracy:.4f}" if accuracy is not None else "")
+                + (f", early stop at iteration {stop}" if stop is not None else "")
+                + f", {record.wall_time:.1f}s"
+            )
+
+    # -- persistence --------------------------------------------------------
+
+    def _resume(self):
+        if self.directory is None:
+            return []
+        fingerprint = {
+            "config": self.config.to_json(),
+            "weights": {p: list(v[0].shape) for p, v in prunable_variables(self.model).items()},
+        }
+        if not self.directory.exists("search.json"):
+            self.directory.write_json("search.json", fingerprint)
+            self.directory.write_arrays("theta0.npz", self.theta0)
+            return []
+        saved = self.directory.read_json("search.json")
+        if saved != json_roundtrip(fingerprint):
+            differences = sorted(
+                key for key in set(saved["config"]) | set(fingerprint["config"])
+                if saved["config"].get(key) != json_roundtrip(fingerprint["config"]).get(key)
+            ) or ["weights"]
+            raise ValueError(
+                f"Expected the configuration saved in {self.directory.path} to resume. "
+                f"Received a different one (differs in {differences}): use a new "
+                "directory, or the same settings."
+            )
+        self.theta0 = self.directory.read_arrays("theta0.npz")
+        if self.config.rewind_step == 0:
+            self.rewind_state = self.theta0
+        elif self.directory.exists("rewind.npz"):
+            self.rewind_state = self.directory.read_arrays("rewind.npz")
+        records = [RoundRecord(**self.directory.read_json(f"rounds/{name}"))
+                   for name in self.directory.list("rounds", ".json")]
+        records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
+        if records and self.verbose:
+            print(f"[keras-lottery] resuming {self.directory.path}: "
+                  f"{len(records)} trainings already done.")
+        return records
+
+    def _exists(self, round_, kind):
+        return self.directory is not None and self.directory.exists(
+            f"rounds/{round_:03d}_{kind}.json")
+
+    def _masks_of(self, round_, kind):
+        if (round_, kind) not in self._masks:
+            if not self._exists(round_, kind):
+                raise KeyError(f"Round {round_} has no {kind} yet.")
+            self._masks[(round_, kind)] = self.directory.read_arrays(
+                f"rounds/{round_:03d}_{kind}_masks.npz")
+        return self._masks[(round_, kind)]
+
+    def _trained_weights(self, round_):
+        if round_ not in self._trained:
+            trained = self.directory.read_arrays(f"trained/{round_:03d}.npz")
+            self._trained[round_] = {p: trained[p] for p in prunable_variables(self.model)}
+        return self._trained[round_]
+
+    def _record_of(self, records, round_):
+        return next(r for r in records if r.round == round_ and r.kind == "ticket")
+
+    def _save_result(self, records):
+        if self.directory:
+            self.directory.write_json("result.json", {
+                "config": self.config.to_json(),
+                "records": [dataclasses.asdict(r) for r in records],
+            })
+
+
+def _prepared(model):
+    """The masked, compiled, built model to search, and its compile config."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"Expected a Keras model. Received: {type(model).__name__}")
+    if not model.built:
+        raise ValueError(
+            "Expected a built model. Received an unbuilt one: give it an `Input` "
+            "or call it on a batch, so θ0 exists before training."
+        )
+    config = model.get_compile_config()
+    if not config:
+        raise ValueError(
+            "Expected a compiled model. Received an uncompiled one: call "
+            "`model.compile(optimizer, loss, metrics)` first; each round "
+            "recompiles with a fresh optimizer of that configuration."
+        )
+    if not masked_layers(model):
+        try:
+            model = prunable(model)
+        except ValueError as error:
+            raise ValueError(
+                f"Expected a model with prunable layers. Received none that can be "
+                f"converted: {error}"
+            ) from None
+        model.compile_from_config(config)
+        if not masked_layers(model):
+            raise ValueError(
+                "Expected a model with prunable layers (Dense, Conv, Embedding, "
+                "EinsumDense). Received a model with none."
+            )
+    prunable_variables(model)  # Checks built masks and unique paths.
+    return model, config
+
+
+def _global_rate(rates):
+    chosen = {rate for rate in rates.values() if rate > 0}
+    if len(chosen) != 1:
+        raise ValueError(
+            "Expected one nonzero rate for global pruning (0 excludes a layer). "
+            f"Received rates {sorted(set(rates.values()))}"
+        )
+    return chosen.pop()
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Expected `{name}` an integer >= {minimum}. Received: {name}={value!r}")
+
+
+def _seed(seed, round_, kind):
+    return int(seed) * 7919 + round_ * len(RECORD_KINDS) + RECORD_KINDS.index(kind)
+
+
+def json_roundtrip(data):
+    """`data` as it reads back from a JSON file."""
+    return json.loads(json.dumps(data, default=repr))
