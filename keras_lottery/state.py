@@ -13,21 +13,25 @@ from keras_lottery.masks import masked_layers
 
 
 def _state_variables(model) -> dict:
-    """`{key: variable}` for every non-mask variable, keyed by path.
+    """`{key: variable}` for every non-mask variable.
 
-    Keras does not promise unique paths for seed-generator states, so a
-    repeated path gets `#1`, `#2`, ... in model order.
+    Weights are keyed by path. Other state (seed-generator states) is keyed by
+    name and position, `seed_generator_state#0`, ...: Keras numbers those
+    paths per process, so two builds of one model would not match by path.
     """
     masks = {
         id(mask) for layer in masked_layers(model) for _, mask in layer.get_prunable_weights()
     }
-    found, seen = {}, {}
+    weights = {id(w) for w in model.weights}
+    found, others = {}, 0
     for variable in model.variables:
         if id(variable) in masks:
             continue
-        count = seen.get(variable.path, 0)
-        seen[variable.path] = count + 1
-        found[variable.path if count == 0 else f"{variable.path}#{count}"] = variable
+        if id(variable) in weights and variable.path not in found:
+            found[variable.path] = variable
+        else:
+            found[f"{variable.name}#{others}"] = variable
+            others += 1
     return found
 
 

@@ -1,0 +1,345 @@
+"""TicketSearch: exact density ladder, exact rewinds, controls, resume, bad input."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers import to_numpy
+
+import keras_lottery as kl
+from keras_lottery import state
+
+RNG = np.random.default_rng(11)
+X = RNG.normal(size=(200, 12)).astype("float32")
+Y = (X[:, :4].sum(axis=1) > 0).astype("int32") + (X[:, 4] > 1).astype("int32")
+VAL = (X[:60], Y[:60])
+
+
+def compiled_mlp(seed=0, dropout=0.0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            kl.MaskedDense(40, activation="relu", name="fc1"),
+            keras.layers.Dropout(dropout),
+            kl.MaskedDense(20, activation="relu", name="fc2"),
+            kl.MaskedDense(3, activation="softmax", name="out"),
+        ],
+        name="mlp",
+    )
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def search(model=None, **kwargs):
+    settings = dict(epochs=1, batch_size=20, verbose=0, rounds=2)
+    settings.update(kwargs)
+    return kl.TicketSearch(model or compiled_mlp(), X, Y, **settings)
+
+
+class RoundStarts(keras.callbacks.Callback):
+    """Records each training's starting state, masks and optimizer."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts, self.masks, self.optimizers = [], [], []
+
+    def on_train_begin(self, logs=None):
+        self.starts.append(state.snapshot(self.model))
+        self.masks.append(kl.get_masks(self.model))
+        self.optimizers.append((self.model.optimizer, int(to_numpy(self.model.optimizer.iterations))))
+
+
+def test_density_ladder_is_exact_per_layer():
+    s = search(rounds=4)
+    result = s.run()
+    sizes = {"mlp/fc1/kernel": 480, "mlp/fc2/kernel": 800, "mlp/out/kernel": 60}
+    for record in result.tickets():
+        r = record.round
+        masks = s._masks_of(r, "ticket")
+        for path, size in sizes.items():
+            rate = 0.1 if path == "mlp/out/kernel" else 0.2
+            assert abs(masks[path].sum() - size * (1 - rate) ** r) <= 1, (r, path)
+            assert record.layer_densities[path] == masks[path].sum() / size
+        assert record.density == pytest.approx(sum(m.sum() for m in masks.values()) / 1340)
+    assert [r.round for r in result.tickets()] == [0, 1, 2, 3, 4]
+
+
+def test_rewind_to_theta0_is_exact_and_masks_only_shrink():
+    starts = RoundStarts()
+    model = compiled_mlp()
+    theta0 = state.snapshot(model)
+    s = search(model, rounds=3, callbacks=[starts])
+    s.run()
+    for r, (start, masks) in enumerate(zip(starts.starts, starts.masks)):
+        for key, value in theta0.items():
+            expected = value * masks[key] if key in masks else value
+            np.testing.assert_array_equal(start[key], expected, err_msg=f"round {r} {key}")
+        if r:
+            for path, mask in masks.items():
+                assert not (mask & ~starts.masks[r - 1][path]).any()
+                assert mask.sum() < starts.masks[r - 1][path].sum()
+
+
+def test_each_round_gets_a_fresh_optimizer_and_one_compiled_step():
+    starts = RoundStarts()
+    model = compiled_mlp()
+    builds = []
+    original = model.make_train_function
+
+    def counting(force=False):
+        if model.train_function is None or force:
+            builds.append(1)
+        return original(force)
+
+    model.make_train_function = counting
+    search(model, rounds=2, epochs=2, callbacks=[starts]).run()
+    optimizers = [o for o, _ in starts.optimizers]
+    assert len({id(o) for o in optimizers}) == 3
+    assert all(iterations == 0 for _, iterations in starts.optimizers)
+    assert all(isinstance(o, keras.optimizers.Adam) and o.get_config() == optimizers[0].get_config()
+               for o in optimizers)
+    assert len(builds) == 3  # one per round, not per epoch
+
+
+class StateAt(keras.callbacks.Callback):
+    def __init__(self, iteration):
+        super().__init__()
+        self.iteration, self.seen, self.captured = iteration, 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.iteration and self.captured is None:
+            self.captured = state.snapshot(self.model)
+
+
+def test_late_rewinding_restores_iteration_k():
+    probe, starts = StateAt(7), RoundStarts()
+    s = search(rewind_step=7, rounds=1, callbacks=[probe, starts])
+    s.run()
+    theta_k = probe.captured
+    round1, masks = starts.starts[1], starts.masks[1]
+    for key, value in theta_k.items():
+        expected = value * masks[key] if key in masks else value
+        np.testing.assert_array_equal(round1[key], expected)
+    assert not np.array_equal(theta_k["mlp/fc1/kernel"], s.theta0["mlp/fc1/kernel"])
+
+
+def test_controls_reinit_and_random_pruning():
+    starts = RoundStarts()
+    s = search(rounds=1, controls=["random_reinit", "random_pruning"], callbacks=[starts])
+    result = s.run()
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "random_reinit"), (1, "random_pruning")]
+    ticket_masks = starts.masks[1]
+    # Random reinit: the ticket's masks on new weights.
+    for path, mask in ticket_masks.items():
+        np.testing.assert_array_equal(starts.masks[2][path], mask)
+        assert not np.array_equal(starts.starts[2][path], starts.starts[1][path])
+        assert np.all(starts.starts[2][path][~mask] == 0)
+    fresh = state.fresh_initialization(s.model, kl.ticket_search._seed(0, 1, "random_reinit"))
+    np.testing.assert_array_equal(
+        starts.starts[2]["mlp/fc1/kernel"],
+        fresh["mlp/fc1/kernel"] * ticket_masks["mlp/fc1/kernel"])
+    # Random pruning: same per-layer counts, other positions, rewound to θ0.
+    for path, mask in ticket_masks.items():
+        random_mask = starts.masks[3][path]
+        assert random_mask.sum() == mask.sum() and not np.array_equal(random_mask, mask)
+        np.testing.assert_array_equal(starts.starts[3][path], s.theta0[path] * random_mask)
+    assert result.record(1, "random_pruning").density == result.record(1).density
+
+
+def test_one_shot_prunes_each_density_from_the_dense_run():
+    starts = RoundStarts()
+    s = search(one_shot=[0.5, 0.2], callbacks=[starts])
+    result = s.run()
+    assert [r.round for r in result.tickets()] == [0, 1, 2]
+    dense_trained = s._trained_weights(0)
+    for i, target in [(1, 0.5), (2, 0.2)]:
+        masks = starts.masks[i]
+        assert abs(masks["mlp/fc1/kernel"].mean() - target) < 1 / 480
+        # The output layer keeps the iterative per-kind ratio: 0.9^r with 0.8^r = target.
+        r = np.log(target) / np.log(0.8)
+        assert abs(masks["mlp/out/kernel"].sum() - 60 * 0.9 ** r) <= 1
+        # Pruned by magnitude of the *dense* run's weights.
+        kept = np.abs(dense_trained["mlp/fc1/kernel"][masks["mlp/fc1/kernel"]])
+        pruned = np.abs(dense_trained["mlp/fc1/kernel"][~masks["mlp/fc1/kernel"]])
+        assert kept.min() >= pruned.max()
+
+
+def test_global_pruning_and_target_density():
+    s = search(rounds=6, global_pruning=True, target_density=0.55,
+               prune_rates=kl.PruneRates(0.2, by_kind={"output": 0.0}))
+    result = s.run()
+    densities = [r.density for r in result.tickets()]
+    assert densities[-1] <= 0.55 < densities[-2]  # stopped at the target
+    masks = s._masks_of(len(densities) - 1, "ticket")
+    assert masks["mlp/out/kernel"].all()  # rate 0 excludes it from the ranking
+    chosen = masks["mlp/fc1/kernel"].sum() + masks["mlp/fc2/kernel"].sum()
+    assert abs(chosen - 1280 * 0.8 ** (len(densities) - 1)) <= 1
+
+
+def test_early_stop_tracking_records_curves():
+    s = search(rounds=1, epochs=2, eval_every=5, validation_data=VAL, test_data=VAL)
+    result = s.run()
+    record = result.record(1)
+    assert record.iterations == 20
+    assert record.curves["iteration"] == [5, 10, 15, 20]
+    best = int(np.argmin(record.curves["val_loss"]))
+    assert record.early_stop_iteration == record.curves["iteration"][best]
+    assert record.early_stop["val_loss"] == min(record.curves["val_loss"])
+    assert record.final["val_accuracy"] == record.curves["val_accuracy"][-1]
+    # Independent check of the last point against Keras' own evaluate.
+    loss, accuracy = s.model.evaluate(*VAL, verbose=0)
+    assert record.final["val_loss"] == pytest.approx(loss, rel=1e-4)
+    assert record.final["val_accuracy"] == pytest.approx(accuracy)
+    assert "train_loss" in record.final
+
+
+def test_search_result_round_trip():
+    result = search(rounds=1, eval_every=5, validation_data=VAL,
+                    controls=["random_pruning"]).run()
+    again = kl.SearchResult.from_json(result.to_json())
+    assert again == result
+    lines = result.to_csv().splitlines()
+    assert lines[0].split(",")[:5] == ["round", "kind", "density", "iterations", "wall_time"]
+    assert len(lines) == 1 + len(result.records)
+    assert "early_stop_iteration" in lines[0]
+    assert "random_pruning" in result.summary()
+
+
+def interrupt_at(round_to_stop):
+    class Interrupt(keras.callbacks.Callback):
+        count = 0
+
+        def on_train_begin(self, logs=None):
+            Interrupt.count += 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if Interrupt.count == round_to_stop + 1 and batch == 3:
+                raise KeyboardInterrupt
+
+    return Interrupt()
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_result(tmp_path):
+    settings = dict(rounds=3, controls=["random_pruning"], seed=5)
+    full = search(compiled_mlp(dropout=0.2), directory=tmp_path / "full", **settings)
+    full.run()
+    # Stops in the middle of the 4th training (round 2's ticket).
+    broken = search(compiled_mlp(dropout=0.2), directory=tmp_path / "cut",
+                    callbacks=[interrupt_at(3)], **settings)
+    with pytest.raises(KeyboardInterrupt):
+        broken.run()
+    files = sorted(p.name for p in (tmp_path / "cut" / "rounds").glob("*.json"))
+    assert files == ["000_ticket.json", "001_random_pruning.json", "001_ticket.json"]
+    resumed = search(compiled_mlp(seed=99, dropout=0.2), directory=tmp_path / "cut", **settings)
+    result = resumed.run()
+    assert [(r.round, r.kind) for r in result.records] == [
+        (r.round, r.kind) for r in kl.SearchResult.from_json(
+            (tmp_path / "full" / "result.json").read_text()).records]
+    for r in range(4):
+        for kind in ["ticket", "random_pruning"] if r else ["ticket"]:
+            expected, got = full._masks_of(r, kind), resumed._masks_of(r, kind)
+            for path in expected:
+                np.testing.assert_array_equal(got[path], expected[path], err_msg=f"{r} {kind}")
+    for key, value in full.theta0.items():
+        np.testing.assert_array_equal(resumed.theta0[key], value)
+
+
+def test_controls_can_run_later_from_a_saved_search(tmp_path):
+    search(rounds=1, directory=tmp_path).run()
+    later = search(rounds=1, directory=tmp_path, controls=["random_reinit"])
+    result = later.run()
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "random_reinit")]
+
+
+def test_resume_with_another_configuration_is_an_error(tmp_path):
+    search(rounds=1, directory=tmp_path).run()
+    with pytest.raises(ValueError, match=r"differs in \['rounds'\]"):
+        search(rounds=2, directory=tmp_path).run()
+    with pytest.raises(ValueError, match=r"differs in \['fit'\]"):
+        search(rounds=1, directory=tmp_path, batch_size=10).run()
+    saved = json.loads((tmp_path / "search.json").read_text())
+    assert saved["config"]["rounds"] == 1
+
+
+def test_ticket_is_ready_to_train():
+    s = search(rounds=1)
+    s.run()
+    model = s.ticket(1)
+    masks = s._masks_of(1, "ticket")
+    for path, mask in kl.get_masks(model).items():
+        np.testing.assert_array_equal(mask, masks[path])
+        np.testing.assert_array_equal(kl.get_weights(model)[path], s.theta0[path] * mask)
+    model.fit(X, Y, epochs=1, verbose=0)
+    assert all(np.all(kl.get_weights(model)[p][~m] == 0) for p, m in masks.items())
+
+
+def test_plain_keras_model_is_converted():
+    plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, name="h"),
+                              keras.layers.Dense(3, activation="softmax", name="o")])
+    plain.compile("sgd", "sparse_categorical_crossentropy")
+    s = kl.TicketSearch(plain, X, Y, rounds=1, epochs=1, verbose=0)
+    assert isinstance(s.model.get_layer("h"), kl.MaskedDense)
+    assert s.run().record(1).density < 1
+
+
+class Batches(keras.utils.PyDataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return X[i * 20 : (i + 1) * 20], Y[i * 20 : (i + 1) * 20]
+
+
+def test_pydataset_input_and_dataset_validation():
+    s = kl.TicketSearch(compiled_mlp(), rounds=1, epochs=1, verbose=0,
+                        eval_every=5, validation_data=Batches())
+    result = s.run(Batches())
+    assert result.record(1).iterations == 10
+    assert result.record(1).curves["iteration"] == [5, 10]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rounds=0), r"Expected `rounds` an integer >= 1. Received: rounds=0"),
+        (dict(rounds=1.5), r"`rounds` an integer"),
+        (dict(prune_rates=1.0), r"Expected `default` in \[0, 1\). Received: default=1.0"),
+        (dict(prune_rates=-0.2), r"in \[0, 1\)"),
+        (dict(prune_rates=kl.PruneRates(0.2, by_layer={"fc9": 0.1})), r"unknown names: \['fc9'\]"),
+        (dict(rewind_step=-1), r"`rewind_step` an integer >= 0"),
+        (dict(eval_every=0), r"`eval_every` an integer >= 1"),
+        (dict(target_density=1.2), r"`target_density` in \(0, 1\)"),
+        (dict(one_shot=[0.5, 1.0]), r"`one_shot` densities in \(0, 1\)"),
+        (dict(controls=["shuffle"]), r"`controls` among .*Received: \['shuffle'\]"),
+        (dict(global_pruning=True), r"one nonzero rate for global pruning"),
+    ],
+)
+def test_bad_arguments_fail_before_training(kwargs, message):
+    model = compiled_mlp()
+    before = state.snapshot(model)
+    with pytest.raises(ValueError, match=message):
+        search(model, **kwargs).run()
+    after = state.snapshot(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_bad_models_and_missing_data_fail_before_training():
+    with pytest.raises(ValueError, match="Expected a built model"):
+        kl.TicketSearch(keras.Sequential([kl.MaskedDense(3)]))
+    uncompiled = keras.Sequential([keras.Input((4,)), kl.MaskedDense(3)])
+    with pytest.raises(ValueError, match="Expected a compiled model"):
+        kl.TicketSearch(uncompiled)
+    no_prunable = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    no_prunable.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="Expected a model with prunable layers"):
+        kl.TicketSearch(no_prunable)
+    with pytest.raises(ValueError, match="Expected `validation_data` with `eval_every`"):
+        kl.TicketSearch(compiled_mlp(), X, Y, eval_every=10, verbose=0).run()
+    with pytest.raises(ValueError, match="Expected training data"):
+        kl.TicketSearch(compiled_mlp(), verbose=0).run()
