@@ -21,6 +21,8 @@ def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
     loss_fn = keras.losses.get(model.loss)
     total_loss, correct, count = 0.0, 0, 0
     for x, y in batches(data, batch_size):
+        # numpy in, whatever the loader gave: a torch tensor cannot enter a JAX step.
+        x = keras.tree.map_structure(to_numpy, x)
         predictions = keras.ops.convert_to_numpy(model.predict_on_batch(x))
         y = to_numpy(y)
         n = len(predictions)

@@ -343,3 +343,28 @@ def test_bad_models_and_missing_data_fail_before_training():
         kl.TicketSearch(compiled_mlp(), X, Y, eval_every=10, verbose=0).run()
     with pytest.raises(ValueError, match="Expected training data"):
         kl.TicketSearch(compiled_mlp(), verbose=0).run()
+
+
+def tf_dataset():
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((X, Y)).batch(20)
+
+
+def torch_loader():
+    import torch
+
+    data = torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(Y.astype("int64")))
+    return torch.utils.data.DataLoader(data, batch_size=20)
+
+
+@pytest.mark.parametrize("make", [tf_dataset, torch_loader], ids=["tf_data", "torch_dataloader"])
+def test_datasets_train_and_validate_as_in_fit(make):
+    s = kl.TicketSearch(compiled_mlp(), make(), rounds=1, epochs=1, verbose=0,
+                        eval_every=5, validation_data=make(), test_data=make())
+    result = s.run()
+    record = result.record(1)
+    assert record.iterations == 10 and record.curves["iteration"] == [5, 10]
+    loss, accuracy = s.model.evaluate(X, Y, verbose=0)
+    assert record.final["test_accuracy"] == pytest.approx(accuracy)
+    assert record.final["test_loss"] == pytest.approx(loss, rel=1e-4)
