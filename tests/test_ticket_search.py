@@ -360,7 +360,7 @@ def torch_loader():
 
 @pytest.mark.parametrize("make", [tf_dataset, torch_loader], ids=["tf_data", "torch_dataloader"])
 def test_datasets_train_and_validate_as_in_fit(make):
-    s = kl.TicketSearch(compiled_mlp(), make(), rounds=1, epochs=1, verbose=0,
+    s = kl.TicketSearch(compiled_mlp(), make(), rounds=1, epochs=1, verbose=0, shuffle=False,
                         eval_every=5, validation_data=make(), test_data=make())
     result = s.run()
     record = result.record(1)
