@@ -1,0 +1,308 @@
+"""How much slower training gets when a model's layers are masked.
+
+Trains LeNet-300-100 (Flatten 28x28 -> Dense 300 relu -> Dense 100 relu ->
+Dense 10 softmax, Glorot-normal init) on MNIST twice per backend: once built
+from plain Keras layers, once converted with `keras_lottery.prunable()` and
+pruned to 50% density with `magnitude_prune(rate=0.5)` on every layer. Both
+use batch 60, Adam(1.2e-3) and sparse categorical cross-entropy. After a
+warm-up fit that excludes compilation and tracing, it times one epoch over
+the 60,000 training images per model, alternating plain and masked for
+`--repeats` epochs each, and reports the median seconds per epoch and the
+ratio masked / plain (the target is <= 1.05).
+
+The backend is fixed when Keras is first imported, so the script runs one
+subprocess per backend (KERAS_BACKEND set); each measures both models in the
+same process and prints one JSON line, and the parent prints a table. No
+metrics are compiled, so the ratio is not diluted by metric updates.
+
+On a 2-core CPU without GPU an epoch takes about 0.5 s (JAX) to 2.5 s
+(TensorFlow, PyTorch); the default run (three backends, 3 repeats) takes
+about one minute, `--threads 1 --repeats 5` about a minute and a half.
+
+Usage:
+
+    python benchmarks/masking_overhead.py --data /path/to/mnist.npz
+    python benchmarks/masking_overhead.py --data mnist.npz --backends jax \\
+        --repeats 5 --steps-per-execution 10 --threads 1 --json results.json
+    python benchmarks/masking_overhead.py --data mnist.npz --limit 6000  # smoke run
+
+`--steps-per-execution` above 1 skips PyTorch, whose Keras backend refuses it.
+
+`mnist.npz` is in Keras' layout: `x_train` uint8 (60000, 28, 28), `y_train`,
+`x_test`, `y_test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+BACKENDS = ("tensorflow", "jax", "torch")
+BATCH_SIZE = 60
+LEARNING_RATE = 1.2e-3
+PRUNE_RATE = 0.5
+TARGET_RATIO = 1.05
+RESULT_PREFIX = "RESULT "
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time one training epoch of LeNet-300-100, plain vs masked."
+    )
+    parser.add_argument("--data", required=True, help="path to mnist.npz")
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+        help="backends to measure, one subprocess each (default: all three)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3,
+        help="timed epochs per model, alternating plain and masked (default: 3)",
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=300,
+        help="training steps of the untimed warm-up fit per model (default: 300)",
+    )
+    parser.add_argument(
+        "--steps-per-execution", type=int, default=1,
+        help="passed to model.compile() (default: 1)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None,
+        help="use only the first N training examples (for a quick smoke run)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="pin each backend process to this many CPUs (Linux) and size the "
+        "thread pools to match (default: the libraries' own defaults)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for both models")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    # Internal: set in the per-backend subprocess.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    counts = [args.repeats, args.warmup_steps, args.steps_per_execution]
+    if min(counts + ([args.threads] if args.threads is not None else [])) < 1:
+        parser.error("--repeats, --warmup-steps, --steps-per-execution and --threads must be >= 1")
+    if args.limit is not None and args.limit < BATCH_SIZE:
+        parser.error(f"--limit must be at least the batch size, {BATCH_SIZE}")
+    return args
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def build_lenet(seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    dense = dict(kernel_initializer="glorot_normal")
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(300, activation="relu", **dense),
+            keras.layers.Dense(100, activation="relu", **dense),
+            keras.layers.Dense(10, activation="softmax", **dense),
+        ],
+        name="lenet_300_100",
+    )
+
+
+def compile_model(model, steps_per_execution: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def limit_threads(threads: int) -> None:
+    """Pins this process to `threads` CPUs; call before Keras is imported.
+
+    TensorFlow, XLA and OpenMP (PyTorch) size their thread pools from the
+    CPUs the process may run on.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+
+
+def time_epoch(model, x, y) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one `fit()` epoch over `x`."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def backend_version(backend: str) -> str:
+    """Version of the library behind a Keras backend (its module has the same name)."""
+    return importlib.import_module(backend).__version__
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Measures plain and masked models in this process's backend."""
+    if args.threads:
+        limit_threads(args.threads)
+    import keras
+    import numpy as np
+
+    import keras_lottery
+
+    with np.load(args.data) as data:
+        x = data["x_train"][: args.limit].astype("float32") / 255.0
+        y = data["y_train"][: args.limit].astype("int32")
+
+    plain = build_lenet(args.seed)
+    masked = keras_lottery.prunable(build_lenet(args.seed))
+    masks = keras_lottery.magnitude_prune(keras_lottery.get_weights(masked), rate=PRUNE_RATE)
+    keras_lottery.apply_masks(masked, masks)
+    density = keras_lottery.sparsity_report(masked).density
+    assert abs(density - (1 - PRUNE_RATE)) < 1e-3, f"masked model density {density}"
+    n_masked = len(keras_lottery.masked_layers(masked))
+    assert n_masked == 3, f"expected 3 masked layers, found {n_masked}"
+
+    models = {"plain": plain, "masked": masked}
+    for model in models.values():
+        compile_model(model, args.steps_per_execution)
+    # The warm-up ends with the same partial batch as the timed epoch, so
+    # every shape the epoch sees is traced before timing.
+    warmup = min(len(x), args.warmup_steps * BATCH_SIZE + len(x) % BATCH_SIZE)
+    for model in models.values():
+        time_epoch(model, x[:warmup], y[:warmup])
+
+    times: dict[str, list[float]] = {name: [] for name in models}
+    cpu_times: dict[str, list[float]] = {name: [] for name in models}
+    for repeat in range(args.repeats):
+        # Alternate which model goes first so drift hits both alike.
+        order = ("plain", "masked") if repeat % 2 == 0 else ("masked", "plain")
+        for name in order:
+            wall, cpu = time_epoch(models[name], x, y)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
+
+    plain_s = statistics.median(times["plain"])
+    masked_s = statistics.median(times["masked"])
+    return {
+        "backend": keras.backend.backend(),
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            keras.backend.backend(): backend_version(keras.backend.backend()),
+        },
+        "examples": len(x),
+        "steps_per_epoch": -(-len(x) // BATCH_SIZE),
+        "masked_density": density,
+        "plain_s": times["plain"],
+        "masked_s": times["masked"],
+        "plain_cpu_s": cpu_times["plain"],
+        "masked_cpu_s": cpu_times["masked"],
+        "plain_median_s": plain_s,
+        "masked_median_s": masked_s,
+        "ratio": masked_s / plain_s,
+        "pair_ratios": [m / p for m, p in zip(times["masked"], times["plain"])],
+    }
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def run_backend(backend: str, argv: list[str]) -> dict[str, Any]:
+    """Runs this script as a worker under `backend` and returns its result."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--worker"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+    return {"backend": backend, "error": f"exit code {done.returncode}:\n{tail}"}
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    header = ("backend", "plain s/epoch", "masked s/epoch", "ratio", "pair ratios", f"<= {TARGET_RATIO}")
+    rows = []
+    for r in results:
+        if "error" in r or "skipped" in r:
+            rows.append((r["backend"], "error" if "error" in r else "skipped", "", "", "", ""))
+            continue
+        pairs = r["pair_ratios"]
+        rows.append((
+            r["backend"],
+            f"{r['plain_median_s']:.2f}",
+            f"{r['masked_median_s']:.2f}",
+            f"{r['ratio']:.3f}",
+            f"{min(pairs):.3f}-{max(pairs):.3f}",
+            "yes" if r["ratio"] <= TARGET_RATIO else "no",
+        ))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        print(RESULT_PREFIX + json.dumps(measure(args)), flush=True)
+        return 0
+
+    worker_argv = [a for a in argv if a != "--worker"]
+    results = []
+    for backend in args.backends:
+        if backend == "torch" and args.steps_per_execution > 1:
+            reason = "Keras' PyTorch backend requires steps_per_execution=1"
+            results.append({"backend": backend, "skipped": reason})
+            continue
+        print(f"measuring {backend} ...", file=sys.stderr, flush=True)
+        results.append(run_backend(backend, worker_argv))
+    print(format_table(results))
+    versions: dict[str, str] = {}
+    for r in results:
+        versions.update(r.get("versions", {}))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['backend']} skipped: {r['skipped']}")
+        if "error" in r:
+            print(f"\n{r['backend']} failed, {r['error']}", file=sys.stderr)
+
+    if args.json:
+        report = {
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(),
+            },
+            "versions": versions,
+            "config": {
+                "batch_size": BATCH_SIZE,
+                "learning_rate": LEARNING_RATE,
+                "prune_rate": PRUNE_RATE,
+                "repeats": args.repeats,
+                "warmup_steps": args.warmup_steps,
+                "steps_per_execution": args.steps_per_execution,
+                "limit": args.limit,
+                "threads": args.threads,
+                "seed": args.seed,
+            },
+            "results": results,
+        }
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
