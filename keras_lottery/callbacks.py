@@ -11,6 +11,24 @@ from keras_lottery import state
 from keras_lottery.evaluation import evaluate
 
 
+class Reseed(keras.callbacks.Callback):
+    """Seeds Python, NumPy, TensorFlow, torch and Keras as training begins.
+
+    Seeding here rather than before `fit` matters: a model's first `fit`
+    draws one extra data permutation while it builds its metrics (JAX,
+    torch), so seeding only before `fit` would give its first training
+    another data order than any later one. Their order is drawn after this
+    point; TensorFlow's is drawn before `fit` starts, so seed there too.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_train_begin(self, logs=None):
+        keras.utils.set_random_seed(self.seed)
+
+
 class IterationCounter(keras.callbacks.Callback):
     """Keeps `iteration`: the optimizer steps taken since `on_train_begin`."""
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_lottery import pruning, state
-from keras_lottery.callbacks import CaptureState, IterationCounter, PeriodicEvaluation
+from keras_lottery.callbacks import CaptureState, IterationCounter, PeriodicEvaluation, Reseed
 from keras_lottery.conversion import prunable
 from keras_lottery.evaluation import evaluate
 from keras_lottery.masks import (
@@ -69,8 +69,9 @@ class TicketSearch:
         model: a compiled, built model with masked layers, or a Sequential or
             Functional one that `keras_lottery.prunable` converts (the search
             then works on the converted copy, `search.model`). Each training
-            recompiles it from `model.get_compile_config()`: a fresh optimizer
-            of the same configuration.
+            starts from a fresh optimizer: the compiled one, reset to its
+            state before any step (an optimizer that already stepped is
+            replaced by a new one from `model.get_compile_config()`).
         x, y: training data, as for `model.fit`; may instead go to `run`.
         rounds: pruned rounds after the dense round 0. Defaults to 5.
         target_density: stop after the round whose overall density is at or
@@ -169,6 +170,8 @@ class TicketSearch:
         self.theta0 = state.snapshot(self.model)
         self.initial_masks = get_masks(self.model)
         self.rewind_state = self.theta0 if rewind_step == 0 else None
+        self._optimizer_state0 = None  # (optimizer, its values before any step)
+        self._reset_optimizer()  # Builds it now, once.
         self._masks = {}  # {(round, kind): masks}
         self._trained = {}  # {round: trained state of that ticket round}
 
@@ -203,6 +206,8 @@ class TicketSearch:
         if fit_kwargs:
             fit_kwargs.pop("validation_data", None)
             self.config = dataclasses.replace(self.config, fit={**self.config.fit, **fit_kwargs})
+        if self.validation_data is not None or self.test_data is not None:
+            _check_single_loss(self.model)
         if self.config.eval_every and self.validation_data is None:
             raise ValueError(
                 "Expected `validation_data` with `eval_every`: the early-stop "
@@ -332,8 +337,11 @@ class TicketSearch:
 
     def _train(self, round_, kind, masks, start, extra=()):
         self._set(start, masks)
-        keras.utils.set_random_seed(_seed(self.config.seed, round_, kind))
-        self.model.compile_from_config(self.compile_config)
+        self._reset_optimizer()
+        # Seeded twice: here for what `fit` draws up front (TensorFlow builds
+        # its shuffled tf.data pipeline first), then by `Reseed` at train begin.
+        seed = _seed(self.config.seed, round_, kind)
+        keras.utils.set_random_seed(seed)
         if self.validation_data is not None:
             counter = PeriodicEvaluation(self.validation_data, self.test_data,
                                          every=self.config.eval_every)
@@ -341,7 +349,8 @@ class TicketSearch:
             counter = IterationCounter()
         began = time.perf_counter()
         history = self.model.fit(
-            self.x, self.y, callbacks=[counter, *extra, *self.callbacks],
+            self.x, self.y,
+            callbacks=[Reseed(seed), counter, *extra, *self.callbacks],
             verbose=self.verbose, **self.config.fit,
         )
         final = {f"train_{k}": float(v[-1]) for k, v in history.history.items() if v}
@@ -354,13 +363,28 @@ class TicketSearch:
         elif self.test_data is not None:
             scores = evaluate(self.model, self.test_data)
             final.update({f"test_{k}": v for k, v in scores.items()})
-        report = pruning.density(masks)
         return RoundRecord(
-            round=round_, kind=kind, density=report,
+            round=round_, kind=kind, density=pruning.density(masks),
             layer_densities={p: float(m.mean()) for p, m in masks.items()},
             iterations=counter.iteration, final=final, early_stop=early_stop,
             curves=curves, wall_time=time.perf_counter() - began,
         )
+
+    def _reset_optimizer(self):
+        """Puts the optimizer back to its state before any step: a fresh optimizer.
+
+        Assigning the initial values (step count, moments, learning rate)
+        instead of compiling a new optimizer keeps the compiled train step, so
+        the whole search traces it once rather than once per round.
+        """
+        optimizer = self.model.optimizer
+        if self._optimizer_state0 is None or self._optimizer_state0[0] is not optimizer:
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            initial = [np.array(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+            self._optimizer_state0 = (optimizer, initial)
+        for variable, value in zip(optimizer.variables, self._optimizer_state0[1]):
+            variable.assign(value)
 
     def _set(self, start, masks):
         state.restore(self.model, start)
@@ -378,8 +402,8 @@ class TicketSearch:
             print(
                 f"[keras-lottery] round {record.round} {record.kind}: density "
                 f"{record.density:.2%}"
-                + (f", test accuracy {accuracy:.4f}" if accuracy is not None else "")
                 + (f", early stop at iteration {stop}" if stop is not None else "")
+                + (f", test accuracy {accuracy:.4f}" if accuracy is not None else "")
                 + f", {record.wall_time:.1f}s"
             )
 
@@ -463,7 +487,7 @@ def _prepared(model):
         raise ValueError(
             "Expected a compiled model. Received an uncompiled one: call "
             "`model.compile(optimizer, loss, metrics)` first; each round "
-            "recompiles with a fresh optimizer of that configuration."
+            "trains with a fresh optimizer of that configuration."
         )
     if not masked_layers(model):
         try:
@@ -480,7 +504,21 @@ def _prepared(model):
                 "EinsumDense). Received a model with none."
             )
     prunable_variables(model)  # Checks built masks and unique paths.
+    optimizer = model.optimizer
+    if optimizer.built and int(keras.ops.convert_to_numpy(optimizer.iterations)):
+        model.compile_from_config(config)  # Already trained: start from a new one.
     return model, config
+
+
+def _check_single_loss(model):
+    """Evaluation computes one loss on one output, as the paper's classifiers have."""
+    loss = model.loss
+    outputs = getattr(model, "outputs", None) or [None]  # None: a subclassed model
+    if len(outputs) != 1 or isinstance(loss, (list, tuple, dict)):
+        raise ValueError(
+            "Expected a single-output model with one loss for `validation_data` and "
+            f"`test_data`. Received {len(outputs)} outputs and loss={loss!r}."
+        )
 
 
 def _global_rate(rates):

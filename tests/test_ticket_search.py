@@ -83,8 +83,8 @@ def test_rewind_to_theta0_is_exact_and_masks_only_shrink():
                 assert mask.sum() < starts.masks[r - 1][path].sum()
 
 
-def test_each_round_gets_a_fresh_optimizer_and_one_compiled_step():
-    starts = RoundStarts()
+def test_each_round_gets_a_fresh_optimizer_and_the_step_compiles_once():
+    starts = OptimizerStarts()
     model = compiled_mlp()
     builds = []
     original = model.make_train_function
@@ -95,13 +95,35 @@ def test_each_round_gets_a_fresh_optimizer_and_one_compiled_step():
         return original(force)
 
     model.make_train_function = counting
-    search(model, rounds=2, epochs=2, callbacks=[starts]).run()
-    optimizers = [o for o, _ in starts.optimizers]
-    assert len({id(o) for o in optimizers}) == 3
-    assert all(iterations == 0 for _, iterations in starts.optimizers)
-    assert all(isinstance(o, keras.optimizers.Adam) and o.get_config() == optimizers[0].get_config()
-               for o in optimizers)
-    assert len(builds) == 3  # one per round, not per epoch
+    search(model, rounds=2, epochs=2, callbacks=[starts],
+           controls=["random_pruning"]).run()
+    first = starts.states[0]
+    assert len(starts.states) == 5
+    assert int(first["iteration"]) == 0
+    assert first["learning_rate"] == pytest.approx(0.01)
+    moments = [p for p in first if p.endswith(("_momentum", "_velocity"))]
+    assert len(moments) == 12 and all(not first[p].any() for p in moments)
+    for later in starts.states[1:]:
+        assert later.keys() == first.keys()
+        assert all(np.array_equal(later[p], first[p]) for p in first)
+    assert len(builds) == 1  # one trace for the whole search, not one per round
+
+
+class OptimizerStarts(keras.callbacks.Callback):
+    """Records the optimizer's variables as each training begins."""
+
+    def on_train_begin(self, logs=None):
+        self.states = getattr(self, "states", [])
+        optimizer = self.model.optimizer
+        # Keyed without the optimizer's own (per-process numbered) name.
+        self.states.append({v.path.split("/", 1)[1]: to_numpy(v) for v in optimizer.variables})
+
+
+def test_an_already_trained_optimizer_is_replaced():
+    model = compiled_mlp()
+    model.fit(X, Y, epochs=1, verbose=0)
+    s = search(model, rounds=1)
+    assert int(to_numpy(s.model.optimizer.iterations)) == 0
 
 
 class StateAt(keras.callbacks.Callback):
