@@ -40,9 +40,11 @@ class IterationCounter(keras.callbacks.Callback):
         self._epoch_start = self.iteration
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the index of the last step run; with steps_per_execution
-        # > 1 several steps end at once.
-        self.iteration = self._epoch_start + batch + 1
+        # `batch` is the index of the last step of the execution that just
+        # ran, as if it were full: with steps_per_execution > 1 the epoch's
+        # last execution may be shorter, so cap at the epoch's known length.
+        steps = (self.params or {}).get("steps") or batch + 1
+        self.iteration = self._epoch_start + min(batch + 1, steps)
 
 
 class PeriodicEvaluation(IterationCounter):
@@ -114,12 +116,14 @@ class CaptureState(IterationCounter):
         self.captured = state.snapshot(self.model) if self.step == 0 else None
 
     def on_train_batch_end(self, batch, logs=None):
+        self._previous = self.iteration
         super().on_train_batch_end(batch, logs)
         if self.captured is None and self.iteration >= self.step:
             if self.iteration != self.step:
                 raise ValueError(
-                    "Expected `rewind_step` to be a multiple of "
-                    f"steps_per_execution. Received rewind_step={self.step}, "
-                    f"but steps ran together up to iteration {self.iteration}."
+                    "Expected `rewind_step` at the end of an execution of "
+                    f"steps_per_execution steps. Received rewind_step={self.step}, "
+                    f"but training went from iteration {self._previous} to "
+                    f"{self.iteration} in one execution."
                 )
             self.captured = state.snapshot(self.model)

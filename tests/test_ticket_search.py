@@ -390,3 +390,18 @@ def test_datasets_train_and_validate_as_in_fit(make):
     loss, accuracy = s.model.evaluate(X, Y, verbose=0)
     assert record.final["test_accuracy"] == pytest.approx(accuracy)
     assert record.final["test_loss"] == pytest.approx(loss, rel=1e-4)
+
+
+def test_iterations_are_counted_exactly_with_steps_per_execution():
+    if keras.backend.backend() == "torch":
+        pytest.skip("Keras' torch trainer runs one step per execution")
+    model = compiled_mlp()
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  steps_per_execution=4)
+    # 200 examples at batch 30: 7 steps an epoch, the last execution holds 3.
+    s = search(model, rounds=1, epochs=2, batch_size=30, eval_every=4, validation_data=VAL)
+    record = s.run().record(1)
+    assert record.iterations == 14
+    # Evaluated at the end of the execution in which a multiple of 4 passed:
+    # 4, then 11 (8 passed at 8..11), then 14 (12 passed) and the end.
+    assert record.curves["iteration"] == [4, 11, 14]
