@@ -1,0 +1,127 @@
+"""The paper's figures from `SearchResult`s, drawn with matplotlib.
+
+Figure 1: test accuracy over iterations at several densities. Figures 2-3:
+early-stop iteration and accuracy against density, tickets against the
+random-reinitialization control. Comparisons: one-shot against iterative,
+with and without dropout, any searches side by side.
+"""
+
+import pathlib
+
+from keras_lottery.results import SearchResult
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # Files only: works without a display.
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "Plotting needs matplotlib: pip install 'keras-lottery[plot]'"
+        ) from error
+    return plt
+
+
+def accuracy_curves(result: SearchResult, densities=None, kind="ticket", ax=None):
+    """Test (else validation) accuracy over iterations, one line per density.
+
+    Args:
+        result: a search with curves (run with `validation_data`).
+        densities: the rounds' densities to draw (nearest rounds are used);
+            defaults to every round.
+        kind: `"ticket"` or a control.
+        ax: a matplotlib Axes to draw on; a new figure by default.
+
+    Returns:
+        The Axes.
+    """
+    records = [r for r in result.records if r.kind == kind and r.curves]
+    if not records:
+        raise ValueError(
+            f"Expected {kind} records with curves (a search run with validation_data). "
+            "Received none."
+        )
+    if densities is not None:
+        records = sorted({min(records, key=lambda r: abs(r.density - d)).round: None
+                          for d in densities})
+        records = [r for r in result.records if r.kind == kind and r.round in records]
+    ax = ax or _pyplot().subplots(figsize=(6, 4))[1]
+    key = "test_accuracy" if "test_accuracy" in records[0].curves else "val_accuracy"
+    for record in records:
+        ax.plot(record.curves["iteration"], record.curves[key],
+                label=f"Pm={record.density:.1%}")
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(f"{kind.replace('_', ' ')}: {key.replace('_', ' ')} while training")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def early_stop(results: dict, axes=None):
+    """Early-stop iteration and accuracy at it against density.
+
+    Args:
+        results: `{label: SearchResult}`; each search's tickets and any
+            controls it ran are drawn, labelled `label kind`.
+        axes: two matplotlib Axes; a new figure by default.
+
+    Returns:
+        The two Axes.
+    """
+    if isinstance(results, SearchResult):
+        results = {"": results}
+    if axes is None:
+        axes = _pyplot().subplots(1, 2, figsize=(11, 4))[1]
+    for label, result in results.items():
+        for kind in dict.fromkeys(r.kind for r in result.records):
+            records = [r for r in result.records if r.kind == kind]
+            x = [100 * r.density for r in records]
+            name = f"{label} {kind.replace('_', ' ')}".strip()
+            iterations = [r.early_stop.get("iteration", r.iterations) for r in records]
+            accuracy = [r.early_stop.get("test_accuracy", r.final.get("test_accuracy",
+                        r.final.get("val_accuracy"))) for r in records]
+            axes[0].plot(x, iterations, marker="o", label=name)
+            axes[1].plot(x, accuracy, marker="o", label=name)
+    for ax, ylabel in zip(axes, ["early-stop iteration", "accuracy at early stop"]):
+        ax.set_xscale("log")
+        ax.invert_xaxis()  # The paper's figures: sparser to the right.
+        ax.set_xlabel("percent of weights remaining (Pm)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return axes
+
+
+def save_figures(results, directory) -> list:
+    """Writes the figures for one search (or `{label: search}`) as PNG files.
+
+    Returns the paths written: `accuracy_curves.png` (if the search has
+    curves) and `early_stop.png`.
+    """
+    plt = _pyplot()
+    if isinstance(results, SearchResult):
+        results = {"": results}
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    first = next(iter(results.values()))
+    if any(r.curves for r in first.records):
+        figure, ax = plt.subplots(figsize=(6, 4))
+        tickets = first.tickets()
+        picks = [tickets[i].density for i in sorted({0, len(tickets) // 2, len(tickets) - 1})]
+        accuracy_curves(first, densities=picks, ax=ax)
+        written.append(_save(figure, directory / "accuracy_curves.png"))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    early_stop(results, axes=axes)
+    written.append(_save(figure, directory / "early_stop.png"))
+    return written
+
+
+def _save(figure, path):
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    _pyplot().close(figure)
+    return path
