@@ -22,6 +22,7 @@ import time
 import keras
 
 import keras_lottery as kl
+from keras_lottery.models import lenet_300_100
 from keras_lottery import callbacks as search_callbacks
 from vs_pytorch_loop import load, steps_per_execution  # the same data and settings
 
@@ -69,13 +70,7 @@ def main():
 
     train, validation, test = load(args.data, args.limit)
     keras.utils.set_random_seed(0)
-    init = keras.initializers.GlorotNormal()
-    model = keras.Sequential([
-        keras.Input((784,)),
-        kl.MaskedDense(300, activation="relu", kernel_initializer=init, name="fc1"),
-        kl.MaskedDense(100, activation="relu", kernel_initializer=init, name="fc2"),
-        kl.MaskedDense(10, activation="softmax", kernel_initializer=init, name="output"),
-    ], name="lenet")
+    model = lenet_300_100(input_shape=(784,))
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"], steps_per_execution=steps_per_execution(args))
 

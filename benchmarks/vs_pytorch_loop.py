@@ -51,16 +51,11 @@ def keras_side(args):
     import keras
 
     import keras_lottery as kl
+    from keras_lottery.models import lenet_300_100
 
     train, validation, test = load(args.data, args.limit)
     keras.utils.set_random_seed(0)
-    init = keras.initializers.GlorotNormal()
-    model = keras.Sequential([
-        keras.Input((784,)),
-        kl.MaskedDense(300, activation="relu", kernel_initializer=init, name="fc1"),
-        kl.MaskedDense(100, activation="relu", kernel_initializer=init, name="fc2"),
-        kl.MaskedDense(10, activation="softmax", kernel_initializer=init, name="output"),
-    ], name="lenet")
+    model = lenet_300_100(input_shape=(784,))
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"], steps_per_execution=steps_per_execution(args))
     search = kl.TicketSearch(model, *train, rounds=args.rounds, epochs=args.epochs,

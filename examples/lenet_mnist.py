@@ -31,19 +31,6 @@ def load_mnist(path):
     return (scale(x[5000:]), y[5000:]), (scale(x[:5000]), y[:5000]), (scale(x_test), y_test)
 
 
-def lenet_300_100():
-    init = keras.initializers.GlorotNormal()
-    return keras.Sequential(
-        [
-            keras.Input((784,)),
-            kl.MaskedDense(300, activation="relu", kernel_initializer=init, name="fc1"),
-            kl.MaskedDense(100, activation="relu", kernel_initializer=init, name="fc2"),
-            kl.MaskedDense(10, activation="softmax", kernel_initializer=init, name="output"),
-        ],
-        name="lenet_300_100",
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="path to mnist.npz (Keras layout)")
@@ -56,7 +43,7 @@ def main():
 
     train, validation, test = load_mnist(args.data)
     keras.utils.set_random_seed(args.seed)
-    model = lenet_300_100()
+    model = kl.models.lenet_300_100(input_shape=(784,))
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"], steps_per_execution=args.eval_every)
     search = kl.TicketSearch(

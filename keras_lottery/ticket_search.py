@@ -177,6 +177,26 @@ class TicketSearch:
 
     # -- public -------------------------------------------------------------
 
+    @classmethod
+    def from_preset(cls, name: str, *, data_dir=None, limit=None, **overrides) -> "TicketSearch":
+        """A search of the paper's experiment `name` (see `keras_lottery.presets`).
+
+        Args:
+            name: a preset, e.g. `"lenet_300_100_mnist"`.
+            data_dir: a local copy of the data set; defaults to the
+                `KERAS_LOTTERY_DATA` environment variable, then `tfds.load`.
+            limit: train on the first `limit` examples only (quick runs).
+            **overrides: preset fields (`learning_rate`, `rounds`, ...) and
+                `TicketSearch` arguments (`controls`, `directory`, ...).
+
+        Example:
+
+        >>> result = TicketSearch.from_preset("lenet_300_100_mnist").run()
+        """
+        from keras_lottery import presets
+
+        return presets.build_search(cls, name, data_dir=data_dir, limit=limit, **overrides)
+
     def run(self, x=None, y=None, *, validation_data=None, test_data=None, callbacks=None,
             **fit_kwargs) -> SearchResult:
         """Runs (or resumes) the search; arguments override the constructor's.

@@ -1,0 +1,61 @@
+"""The paper's networks, built from masked layers, and a registry of them by name.
+
+Every builder returns a built functional model whose layers have fixed
+names, so that variable paths (`"fc1/kernel"`) are stable keys on disk.
+"""
+
+from keras_lottery.models.conv import conv2, conv4, conv6
+from keras_lottery.models.dropout import DropoutConfig
+from keras_lottery.models.lenet import lenet_300_100
+from keras_lottery.models.mlp import mlp
+from keras_lottery.models.resnet import resnet18
+from keras_lottery.models.vgg import vgg19
+
+# Builders by the names runs and presets refer to them by.
+NETWORKS = {
+    "lenet_300_100": lenet_300_100,
+    "conv2": conv2,
+    "conv4": conv4,
+    "conv6": conv6,
+    "vgg19": vgg19,
+    "resnet18": resnet18,
+    "mlp": mlp,
+}
+
+
+def get(name, /, **kwargs):
+    """Builds the network registered as `name`.
+
+    Args:
+        name: one of the keys of `NETWORKS`.
+        **kwargs: passed to the builder: `input_shape`, `num_classes`,
+            `dropout`, and `name` for the model's name.
+
+    Returns:
+        A built `keras.Model`, as the builder returns it.
+
+    Example:
+
+    >>> model = keras_lottery.models.get("conv2", dropout=0.5)
+    """
+    try:
+        builder = NETWORKS[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable `name`.
+        raise ValueError(
+            f"Expected `name` to be one of {list(NETWORKS)}. Received: name={name!r}"
+        ) from None
+    return builder(**kwargs)
+
+
+__all__ = [
+    "DropoutConfig",
+    "NETWORKS",
+    "conv2",
+    "conv4",
+    "conv6",
+    "get",
+    "lenet_300_100",
+    "mlp",
+    "resnet18",
+    "vgg19",
+]

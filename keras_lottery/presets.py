@@ -1,0 +1,135 @@
+"""The paper's experiments as named presets: network, data and hyperparameters.
+
+`TicketSearch.from_preset("lenet_300_100_mnist").run()` runs one with no
+other argument; any field below, or any `TicketSearch` argument, overrides.
+Numbers are from Frankle & Carbin (2019), Figure 2 and sections 2-4.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from keras_lottery.pruning import PruneRates
+from keras_lottery.schedules import LinearWarmup, step_decay
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One experiment's settings, the paper's unless overridden."""
+
+    network: str  # A `keras_lottery.models` name.
+    dataset: str  # A `keras_lottery.datasets` name.
+    optimizer: str  # "adam" or "sgd".
+    learning_rate: float  # Peak learning rate.
+    batch_size: int  # Examples per iteration.
+    iterations: int  # Training iterations per round (rounded up to whole epochs).
+    prune_rates: PruneRates  # Fraction of remaining weights pruned per round.
+    rounds: int  # Pruned rounds after the dense one.
+    global_pruning: bool = False  # Rank weights across layers (VGG, ResNet).
+    momentum: float = 0.0  # SGD momentum.
+    decay_at: tuple = ()  # Iterations at which the rate is divided by 10.
+    warmup_steps: int = 0  # Linear warmup from 0 over this many iterations.
+    dropout: float | None = None  # Dropout rate after hidden dense layers.
+    eval_every: int = 100  # Iterations between early-stop evaluations.
+    validation_size: int = 5000  # Training examples held out for validation.
+
+    def optimizer_instance(self) -> keras.optimizers.Optimizer:
+        """A new optimizer with this preset's learning-rate schedule."""
+        rate = self.learning_rate
+        if self.decay_at:
+            rate = step_decay(self.learning_rate, self.decay_at)
+        if self.warmup_steps:
+            rate = LinearWarmup(rate, self.warmup_steps)
+        if self.optimizer == "adam":
+            return keras.optimizers.Adam(rate)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(rate, momentum=self.momentum)
+        raise ValueError(f"Expected `optimizer` 'adam' or 'sgd'. Received: {self.optimizer!r}")
+
+    def epochs(self, train_examples: int) -> int:
+        """Whole epochs covering `iterations` on `train_examples` examples."""
+        return max(1, math.ceil(self.iterations / math.ceil(train_examples / self.batch_size)))
+
+
+_LENET = PruneRates(0.2, by_kind={"output": 0.1})
+_CONV = {  # conv rate per network; fc 20%, output 10%
+    "conv2": PruneRates(0.2, by_kind={"conv": 0.1, "output": 0.1}),
+    "conv4": PruneRates(0.2, by_kind={"conv": 0.1, "output": 0.1}),
+    "conv6": PruneRates(0.2, by_kind={"conv": 0.15, "output": 0.1}),
+}
+_GLOBAL_CONV = PruneRates(0.2, by_kind={"dense": 0.0})  # fc (the output) not pruned
+
+PRESETS = {
+    "lenet_300_100_mnist": Preset(
+        "lenet_300_100", "mnist", "adam", 1.2e-3, 60, 50_000, _LENET, rounds=15),
+    "lenet_300_100_fashion_mnist": Preset(
+        "lenet_300_100", "fashion_mnist", "adam", 1.2e-3, 60, 50_000, _LENET, rounds=15),
+    "conv2_cifar10": Preset("conv2", "cifar10", "adam", 2e-4, 60, 20_000, _CONV["conv2"], 20),
+    "conv4_cifar10": Preset("conv4", "cifar10", "adam", 3e-4, 60, 25_000, _CONV["conv4"], 20),
+    "conv6_cifar10": Preset("conv6", "cifar10", "adam", 3e-4, 60, 30_000, _CONV["conv6"], 20),
+    # Dropout experiments (section 3): rate 0.5, their own learning rates.
+    "conv2_cifar10_dropout": Preset(
+        "conv2", "cifar10", "adam", 3e-4, 60, 20_000, _CONV["conv2"], 20, dropout=0.5),
+    "conv4_cifar10_dropout": Preset(
+        "conv4", "cifar10", "adam", 2e-4, 60, 25_000, _CONV["conv4"], 20, dropout=0.5),
+    "conv6_cifar10_dropout": Preset(
+        "conv6", "cifar10", "adam", 2e-4, 60, 30_000, _CONV["conv6"], 20, dropout=0.5),
+    # Deep networks (section 4): SGD with momentum, global pruning, warmup.
+    "vgg19_cifar10": Preset(
+        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, global_pruning=True,
+        momentum=0.9, decay_at=(56_000, 84_000), warmup_steps=10_000),
+    "vgg19_cifar10_no_warmup": Preset(
+        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, global_pruning=True,
+        momentum=0.9, decay_at=(56_000, 84_000)),
+    "resnet18_cifar10": Preset(
+        "resnet18", "cifar10", "sgd", 0.03, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
+        momentum=0.9, decay_at=(20_000, 25_000), warmup_steps=20_000),
+    "resnet18_cifar10_no_warmup": Preset(
+        "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
+        momentum=0.9, decay_at=(20_000, 25_000)),
+}
+
+
+def get(name: str, **overrides) -> Preset:
+    """The preset `name`, with any of its fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"Expected `name` among {sorted(PRESETS)}. Received: name={name!r}")
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"Expected overrides among {sorted(fields)}. Received: {unknown}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
+    """A `search_class` (TicketSearch) set up for preset `name`.
+
+    Loads the preset's data set (`data_dir` first, then tfds), builds and
+    compiles its network, and passes every remaining override to the search.
+    `limit` keeps only the first `limit` training examples (for quick runs).
+    """
+    from keras_lottery import datasets, models  # Heavy; only when a preset is built.
+
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    preset = get(name, **{k: overrides.pop(k) for k in list(overrides) if k in fields})
+    splits = datasets.load(preset.dataset, data_dir=data_dir,
+                           validation_size=preset.validation_size)
+    x, y = splits.train
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    model = models.get(preset.network, input_shape=x.shape[1:],
+                       num_classes=int(splits.test[1].max()) + 1, dropout=preset.dropout)
+    # Keras' torch trainer runs one step per execution; elsewhere one
+    # evaluation period per execution saves a dispatch per step.
+    steps = 1 if keras.backend.backend() == "torch" else preset.eval_every
+    model.compile(preset.optimizer_instance(), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], steps_per_execution=steps)
+    settings = dict(
+        rounds=preset.rounds, prune_rates=preset.prune_rates,
+        global_pruning=preset.global_pruning, eval_every=preset.eval_every,
+        validation_data=splits.validation, test_data=splits.test,
+        epochs=preset.epochs(len(x)), batch_size=preset.batch_size,
+    )
+    settings.update(overrides)
+    return search_class(model, x, y, **settings)
