@@ -5,7 +5,16 @@ functions over `{variable_path: array}` dicts, masks in and out of a model,
 and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 """
 
-from keras_lottery import callbacks, layers, models, presets, pruning, schedules, state
+from keras_lottery import (
+    callbacks,
+    datasets,
+    layers,
+    models,
+    presets,
+    pruning,
+    schedules,
+    state,
+)
 from keras_lottery.conversion import prunable, strip
 from keras_lottery.layers import (
     MaskedConv1D,

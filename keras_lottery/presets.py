@@ -88,6 +88,10 @@ PRESETS = {
     "resnet18_cifar10_no_warmup": Preset(
         "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
         momentum=0.9, decay_at=(20_000, 25_000)),
+    # Not in the paper: MNIST-1D (Greydanus 2020) with the MLP and training
+    # settings of its reference code, pruned as LeNet; minutes on a CPU.
+    "mlp_mnist1d": Preset(
+        "mlp", "mnist1d", "adam", 1e-2, 100, 6_000, _LENET, rounds=11, validation_size=500),
 }
 
 

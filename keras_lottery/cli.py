@@ -1,0 +1,170 @@
+"""The `keras-lottery` command: run a search, report on it, plot it.
+
+    keras-lottery run --preset lenet_300_100_mnist --out runs/lenet --backend jax
+    keras-lottery run --network conv2 --dataset fashion_mnist --rounds 5 --rate 0.2 \
+        --controls random_reinit --out runs/conv2
+    keras-lottery report runs/lenet
+    keras-lottery plot runs/lenet --out figures/
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="keras-lottery", description="Lottery-ticket searches for Keras 3.")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run (or resume) a search")
+    run.add_argument("--out", help="run directory, required; rerun to resume")
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    what = run.add_argument_group("what to search: a preset, or a network and a data set")
+    what.add_argument("--preset", help="a preset name (see --list-presets)")
+    what.add_argument("--network", help="a keras_lottery.models name")
+    what.add_argument("--dataset", help="a keras_lottery.datasets name")
+    what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    how = run.add_argument_group("settings (override the preset's)")
+    how.add_argument("--rounds", type=int, help="pruned rounds after the dense one")
+    how.add_argument("--rate", type=float, help="fraction of remaining weights pruned per round")
+    how.add_argument("--output-rate", type=float, help="rate of the output layer")
+    how.add_argument("--global", dest="global_pruning", action="store_true", default=None,
+                     help="global magnitude pruning")
+    how.add_argument("--one-shot", type=float, nargs="+", metavar="DENSITY",
+                     help="prune once, straight to each of these densities")
+    how.add_argument("--rewind-step", type=int, help="rewind to this iteration (0: θ0)")
+    how.add_argument("--controls", nargs="+", choices=("random_reinit", "random_pruning"),
+                     default=[], help="controls to train beside each round")
+    how.add_argument("--iterations", type=int, help="training iterations per round")
+    how.add_argument("--batch-size", type=int)
+    how.add_argument("--learning-rate", type=float)
+    how.add_argument("--dropout", type=float, help="dropout rate after hidden dense layers")
+    how.add_argument("--eval-every", type=int, help="iterations between evaluations")
+    how.add_argument("--limit", type=int, help="train on the first N examples only")
+    how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
+    how.add_argument("--seed", type=int, default=0)
+    how.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+
+    report = commands.add_parser("report", help="print a table of a saved run")
+    report.add_argument("directory")
+    report.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+    plot = commands.add_parser("plot", help="draw a saved run's figures as PNG files")
+    plot.add_argument("directories", nargs="+", help="one or more run directories")
+    plot.add_argument("--out", required=True, help="folder for the PNG files")
+    return main
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    if args.command == "run" and args.backend and _needs_backend_switch(args.backend):
+        # The backend is fixed when keras is first imported, and importing
+        # this package imported it: start again with KERAS_BACKEND set.
+        env = dict(os.environ, KERAS_BACKEND=args.backend)
+        os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
+    return {"run": _run, "report": _report, "plot": _plot}[args.command](args)
+
+
+def _needs_backend_switch(backend):
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+        return False
+    import keras
+
+    return keras.backend.backend() != backend
+
+
+def _run(args) -> int:
+    from keras_lottery import presets
+    from keras_lottery.pruning import PruneRates
+    from keras_lottery.ticket_search import TicketSearch
+
+    if args.list_presets:
+        for name, preset in presets.PRESETS.items():
+            print(f"{name:30} {preset.network} on {preset.dataset}, {preset.optimizer} "
+                  f"{preset.learning_rate}, batch {preset.batch_size}, "
+                  f"{preset.iterations} iterations")
+        return 0
+    if not args.out:
+        raise SystemExit("keras-lottery run: --out DIRECTORY is required")
+    overrides = {k: v for k, v in {
+        "rounds": args.rounds, "iterations": args.iterations, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "dropout": args.dropout,
+        "eval_every": args.eval_every, "global_pruning": args.global_pruning,
+    }.items() if v is not None}
+    name = args.preset
+    if name is None:
+        if not (args.network and args.dataset):
+            raise SystemExit("keras-lottery run: give --preset, or --network and --dataset")
+        name = _closest_preset(args.network, args.dataset)
+        overrides.update(network=args.network, dataset=args.dataset)
+    elif args.network or args.dataset:
+        raise SystemExit("keras-lottery run: give --preset or --network/--dataset, not both")
+    if args.rate is not None or args.output_rate is not None:
+        base = presets.get(name).prune_rates
+        by_kind = dict(base.by_kind)
+        if args.rate is not None:
+            by_kind = {k: v for k, v in by_kind.items() if k == "output" or v == 0}
+        if args.output_rate is not None:
+            by_kind["output"] = args.output_rate
+        overrides["prune_rates"] = PruneRates(
+            base.default if args.rate is None else args.rate, by_kind=by_kind)
+    search = TicketSearch.from_preset(
+        name, data_dir=args.data_dir, limit=args.limit, directory=args.out,
+        controls=args.controls, one_shot=args.one_shot, rewind_step=args.rewind_step or 0,
+        seed=args.seed, verbose=args.verbose, **overrides)
+    result = search.run()
+    out = pathlib.Path(args.out)
+    (out / "result.csv").write_text(result.to_csv())
+    print(result.summary())
+    return 0
+
+
+def _closest_preset(network, dataset):
+    """The preset whose hyperparameters a network/data-set pair starts from."""
+    from keras_lottery import presets
+
+    for name, preset in presets.PRESETS.items():
+        if preset.network == network and preset.dataset == dataset:
+            return name
+    for name, preset in presets.PRESETS.items():
+        if preset.network == network:
+            return name
+    raise SystemExit(
+        f"keras-lottery run: no preset for network {network!r}; known networks: "
+        f"{sorted({p.network for p in presets.PRESETS.values()})}")
+
+
+def _load(directory):
+    from keras_lottery.results import SearchResult
+
+    path = pathlib.Path(directory) / "result.json"
+    if not path.exists():
+        raise SystemExit(f"keras-lottery: no result.json in {directory}: not a run directory")
+    return SearchResult.from_json(path.read_text())
+
+
+def _report(args) -> int:
+    result = _load(args.directory)
+    print(result.to_csv() if args.csv else result.summary(), end="\n" if not args.csv else "")
+    return 0
+
+
+def _plot(args) -> int:
+    from keras_lottery import plots
+
+    results = {pathlib.Path(d).name: _load(d) for d in args.directories}
+    for path in plots.save_figures(results if len(results) > 1 else next(iter(results.values())),
+                                   args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

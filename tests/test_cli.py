@@ -1,0 +1,98 @@
+"""The keras-lottery command end to end, on MNIST-1D (generated, no download)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_lottery import cli
+from keras_lottery.results import SearchResult
+
+TINY = ["--network", "mlp", "--dataset", "mnist1d", "--rounds", "2", "--iterations", "70",
+        "--eval-every", "35", "--limit", "700", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert cli.main(["run", *TINY, "--controls", "random_reinit", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_a_resumable_directory(run_dir):
+    result = SearchResult.from_json((run_dir / "result.json").read_text())
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "random_reinit"), (2, "ticket"), (2, "random_reinit")]
+    assert result.record(2).density == pytest.approx(0.8**2, abs=0.02)
+    assert (run_dir / "result.csv").read_text().startswith("round,kind,density")
+    saved = json.loads((run_dir / "search.json").read_text())
+    assert saved["config"]["rounds"] == 2
+    # Resuming a finished run trains nothing and reports the same records.
+    before = (run_dir / "rounds" / "002_ticket.json").stat().st_mtime_ns
+    assert cli.main(["run", *TINY, "--controls", "random_reinit", "--out", str(run_dir)]) == 0
+    assert (run_dir / "rounds" / "002_ticket.json").stat().st_mtime_ns == before
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    from keras_lottery.ticket_search import TicketSearch
+
+    original = TicketSearch._train_ticket
+
+    def interrupted(self, round_, masks):
+        if round_ == 2:
+            raise KeyboardInterrupt  # as if stopped while training round 2
+        return original(self, round_, masks)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(TicketSearch, "_train_ticket", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["run", *TINY, "--out", str(out)])
+    assert not (out / "rounds" / "002_ticket.json").exists()
+    monkeypatch.setattr(TicketSearch, "_train_ticket", original)
+    assert cli.main(["run", *TINY, "--out", str(out)]) == 0
+    result = SearchResult.from_json((out / "result.json").read_text())
+    assert [r.round for r in result.records] == [0, 1, 2]
+
+
+def test_a_changed_setting_is_refused(run_dir):
+    with pytest.raises(ValueError, match="differs in"):
+        cli.main(["run", *TINY[:-6], "--iterations", "35", "--eval-every", "35",
+                  "--limit", "700", "--verbose", "0", "--out", str(run_dir)])
+
+
+def test_report_prints_the_table_and_csv(run_dir, capsys):
+    assert cli.main(["report", str(run_dir)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["round", "kind", "density"] and len(table) == 6
+    assert cli.main(["report", str(run_dir), "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("round,kind,density")
+
+
+def test_plot_writes_png_files(run_dir, tmp_path, capsys):
+    assert cli.main(["plot", str(run_dir), "--out", str(tmp_path / "figures")]) == 0
+    for name in ["accuracy_curves.png", "early_stop.png"]:
+        path = tmp_path / "figures" / name
+        assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(SystemExit, match="--out DIRECTORY is required"):
+        cli.main(["run", *TINY])
+    with pytest.raises(SystemExit, match="give --preset, or --network and --dataset"):
+        cli.main(["run", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a run directory"):
+        cli.main(["report", str(tmp_path)])
+
+
+def test_console_script_switches_backend(tmp_path):
+    """`--backend` re-executes the command under that backend."""
+    other = "jax" if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax" else "torch"
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_lottery.cli", "run", *TINY[:2], *TINY[2:4], "--rounds", "1",
+         *TINY[6:], "--iterations", "35", "--backend", other, "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "rounds" / "001_ticket.json").exists()
