@@ -10,6 +10,7 @@ from keras_lottery import (
     datasets,
     layers,
     models,
+    plots,
     presets,
     pruning,
     schedules,

@@ -88,10 +88,11 @@ PRESETS = {
     "resnet18_cifar10_no_warmup": Preset(
         "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
         momentum=0.9, decay_at=(20_000, 25_000)),
-    # Not in the paper: MNIST-1D (Greydanus 2020) with the MLP and training
-    # settings of its reference code, pruned as LeNet; minutes on a CPU.
+    # Not in the paper: MNIST-1D (Greydanus 2020) with the MLP, batch and
+    # iterations of its reference code, pruned as LeNet to ~10% in 11 rounds;
+    # Adam at 2e-3 rather than its 1e-2, which gave noisier rounds here.
     "mlp_mnist1d": Preset(
-        "mlp", "mnist1d", "adam", 1e-2, 100, 6_000, _LENET, rounds=11, validation_size=500),
+        "mlp", "mnist1d", "adam", 2e-3, 100, 6_000, _LENET, rounds=11, validation_size=500),
 }
 
 
@@ -122,6 +123,8 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     x, y = splits.train
     if limit is not None:
         x, y = x[:limit], y[:limit]
+    # θ0 follows from the search's seed: same seed, same initialization.
+    keras.utils.set_random_seed(overrides.get("seed", 0))
     model = models.get(preset.network, input_shape=x.shape[1:],
                        num_classes=int(splits.test[1].max()) + 1, dropout=preset.dropout)
     # Keras' torch trainer runs one step per execution; elsewhere one

@@ -34,6 +34,7 @@ from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
 from keras_lottery.run_directory import RunDirectory
 
 CONTROLS = RECORD_KINDS[1:]
+_REINIT_OFFSET = 1_000_003
 PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
 
 
@@ -342,7 +343,9 @@ class TicketSearch:
         masks = self._masks_of(round_, "ticket")
         seed = _seed(self.config.seed, round_, kind)
         if kind == "random_reinit":
-            start = state.fresh_initialization(self.model, seed)
+            # Offset from every training seed: a model built right after a
+            # training (the next search in a script) would draw θ0 again.
+            start = state.fresh_initialization(self.model, seed + _REINIT_OFFSET)
             if any(np.array_equal(start[p], self.theta0[p]) for p in masks):
                 raise ValueError(
                     "Expected random_reinit to draw new weights. Received θ0 again: "

@@ -52,3 +52,44 @@ def test_overrides_and_bad_names():
         presets.get("conv2_cifar10", speed=2)
     with pytest.raises(ValueError, match="Expected `optimizer` 'adam' or 'sgd'"):
         presets.get("conv2_cifar10", optimizer="rmsprop").optimizer_instance()
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    """Tiny local copies in the layouts `keras_lottery.datasets` reads first."""
+    directory = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for name, shape in [("mnist", (28, 28)), ("fashion_mnist", (28, 28)), ("cifar10", (32, 32, 3))]:
+        labels = lambda n: np.arange(n, dtype="uint8") % 10  # noqa: E731 - every class present
+        np.savez(directory / f"{name}.npz",
+                 x_train=rng.integers(0, 256, (160, *shape), dtype="uint8"), y_train=labels(160),
+                 x_test=rng.integers(0, 256, (20, *shape), dtype="uint8"), y_test=labels(20))
+    return directory
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_every_preset_builds_and_trains_a_step(name, fake_data):
+    import keras_lottery as kl
+
+    preset = presets.get(name)
+    search = kl.TicketSearch.from_preset(
+        name, data_dir=fake_data, validation_size=20, limit=preset.batch_size,
+        iterations=1, eval_every=1, rounds=1, verbose=0)
+    assert search.model.name.startswith(preset.network.split("_")[0])
+    assert search.config.global_pruning == preset.global_pruning
+    assert search.config.fit == {"epochs": 1, "batch_size": preset.batch_size}
+    before = kl.get_weights(search.model)
+    # Two steps: with warmup the first step's learning rate is exactly 0.
+    search.model.fit(*search.validation_data, batch_size=10, epochs=1, verbose=0)
+    after = kl.get_weights(search.model)
+    assert any(not np.array_equal(before[p], after[p]) for p in before)
+
+
+def test_same_seed_same_initialization(fake_data):
+    import keras_lottery as kl
+
+    first, second, other = (
+        kl.TicketSearch.from_preset("mlp_mnist1d", seed=seed, limit=100, verbose=0)
+        for seed in (3, 3, 4))
+    assert all(np.array_equal(first.theta0[k], second.theta0[k]) for k in first.theta0)
+    assert not np.array_equal(first.theta0["fc1/kernel"], other.theta0["fc1/kernel"])

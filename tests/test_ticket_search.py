@@ -161,7 +161,8 @@ def test_controls_reinit_and_random_pruning():
         np.testing.assert_array_equal(starts.masks[2][path], mask)
         assert not np.array_equal(starts.starts[2][path], starts.starts[1][path])
         assert np.all(starts.starts[2][path][~mask] == 0)
-    fresh = state.fresh_initialization(s.model, kl.ticket_search._seed(0, 1, "random_reinit"))
+    fresh = state.fresh_initialization(
+        s.model, kl.ticket_search._seed(0, 1, "random_reinit") + kl.ticket_search._REINIT_OFFSET)
     np.testing.assert_array_equal(
         starts.starts[2]["mlp/fc1/kernel"],
         fresh["mlp/fc1/kernel"] * ticket_masks["mlp/fc1/kernel"])
