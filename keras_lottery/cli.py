@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--rewind-step", type=int, help="rewind to this iteration (0: θ0)")
     how.add_argument("--controls", nargs="+", choices=("random_reinit", "random_pruning"),
                      default=[], help="controls to train beside each round")
-    how.add_argument("--iterations", type=int, help="training iterations per round")
+    how.add_argument("--iterations", type=int,
+                     help="training iterations per round, rounded up to whole epochs")
     how.add_argument("--batch-size", type=int)
     how.add_argument("--learning-rate", type=float)
     how.add_argument("--dropout", type=float, help="dropout rate after hidden dense layers")
@@ -157,6 +158,10 @@ def _report(args) -> int:
 
 
 def _plot(args) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit("keras-lottery plot needs matplotlib: pip install 'keras-lottery[plot]'")
     from keras_lottery import plots
 
     results = {pathlib.Path(d).name: _load(d) for d in args.directories}

@@ -10,7 +10,6 @@ disk and a rerun with the same directory resumes after it.
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Sequence
 
@@ -24,7 +23,6 @@ from keras_lottery.evaluation import evaluate
 from keras_lottery.masks import (
     apply_masks,
     get_masks,
-    get_weights,
     masked_layers,
     prunable_variables,
     rates_for,
@@ -141,22 +139,23 @@ class TicketSearch:
         self.rates = rates_for(self.model, prune_rates)
         if global_pruning:
             _global_rate(self.rates)
-        if one_shot and not global_pruning and prune_rates.default == 0:
-            raise ValueError(
-                "Expected a nonzero default rate for one-shot pruning: per-layer "
-                "rates scale from it. Received: prune_rates.default=0"
-            )
-        steps = self.compile_config.get("steps_per_execution") or 1
-        for name, value in (("eval_every", eval_every), ("rewind_step", rewind_step)):
-            if value and value % steps:
+        if one_shot:
+            sizes = {p: int(np.prod(v[0].shape)) for p, v in prunable_variables(self.model).items()}
+            floor = sum(sizes[p] for p, rate in self.rates.items() if rate == 0) / sum(
+                sizes.values())
+            if min(one_shot) <= floor:
                 raise ValueError(
-                    f"Expected `{name}` to be a multiple of steps_per_execution={steps}. "
-                    f"Received: {name}={value}"
+                    f"Expected `one_shot` densities above {floor:.4f}, the share of weights "
+                    f"in layers with rate 0. Received: one_shot={one_shot!r}"
                 )
-        fit_kwargs = dict(fit_kwargs)
+        steps = self.compile_config.get("steps_per_execution") or 1
+        if eval_every and eval_every % steps:
+            raise ValueError(
+                f"Expected `eval_every` to be a multiple of steps_per_execution={steps}. "
+                f"Received: eval_every={eval_every}"
+            )
         self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
-        for forbidden in ("validation_data", "validation_split", "x", "y"):
-            fit_kwargs.pop(forbidden, None)
+        fit_kwargs = _fit_settings(fit_kwargs)
         self.config = SearchConfig(
             rounds=rounds, target_density=target_density, prune_rates=prune_rates,
             global_pruning=global_pruning, one_shot=one_shot, rewind_step=rewind_step,
@@ -171,6 +170,8 @@ class TicketSearch:
         self.theta0 = state.snapshot(self.model)
         self.initial_masks = get_masks(self.model)
         self.rewind_state = self.theta0 if rewind_step == 0 else None
+        if "random_reinit" in controls:
+            self._check_fresh_initialization()
         self._optimizer_state0 = None  # (optimizer, its values before any step)
         self._reset_optimizer()  # Builds it now, once.
         self._masks = {}  # {(round, kind): masks}
@@ -224,9 +225,11 @@ class TicketSearch:
             self.test_data = test_data
         if callbacks is not None:
             self.callbacks = list(callbacks)
+        if "verbose" in fit_kwargs:
+            self.verbose = fit_kwargs.pop("verbose")
         if fit_kwargs:
-            fit_kwargs.pop("validation_data", None)
-            self.config = dataclasses.replace(self.config, fit={**self.config.fit, **fit_kwargs})
+            fit = {**self.config.fit, **_fit_settings(fit_kwargs)}
+            self.config = dataclasses.replace(self.config, fit=fit)
         if self.validation_data is not None or self.test_data is not None:
             _check_single_loss(self.model)
         if self.config.eval_every and self.validation_data is None:
@@ -235,6 +238,7 @@ class TicketSearch:
                 f"iteration needs it. Received: eval_every={self.config.eval_every}, "
                 "validation_data=None"
             )
+        self._check_rewind_step()
         records = self._resume()
         done = {(r.round, r.kind) for r in records}
         for round_, masks in self._plan(records):
@@ -245,11 +249,13 @@ class TicketSearch:
                 if (round_, kind) not in done:
                     records.append(self._train_control(round_, kind))
                     self._save_result(records)
-        return SearchResult(records, self.config.to_json())
+        return SearchResult(records, self._result_config())
 
     def ticket(self, round: int):  # noqa: A002 - mirrors RoundRecord.round
         """The model set to round `round`'s ticket: its masks on the rewind
         weights, freshly compiled, ready to train. This is `search.model`."""
+        if self.directory is not None:
+            self._resume()  # θ0 and the rewind point of a saved search
         masks = self._masks_of(round, "ticket")
         if self.rewind_state is None:
             raise ValueError("The rewind point is not known yet: run round 0 first.")
@@ -290,12 +296,15 @@ class TicketSearch:
             return self._masks_of(index, "ticket")
         dense = self._masks_of(0, "ticket")
         trained = self._trained_weights(0)
+        sizes = {p: m.size for p, m in dense.items()}
         if self.config.global_pruning:
-            return self._global_masks(trained, dense, target)
-        # Per-layer densities as after r rounds, with r such that the default
-        # rate reaches `target`: the per-kind ratios of the iterative search.
-        rounds = math.log(target) / math.log(1 - self.config.prune_rates.default)
-        densities = {p: (1 - rate) ** rounds for p, rate in self.rates.items()}
+            # `target` is over all prunable weights; excluded layers keep theirs.
+            excluded = sum(sizes[p] for p, rate in self.rates.items() if rate == 0)
+            chosen = sum(sizes.values()) - excluded
+            return self._global_masks(trained, dense, (target * sum(sizes.values()) - excluded) / chosen)
+        # Per-layer densities as after r rounds, r such that the overall density
+        # is `target`: the per-kind ratios of the iterative search.
+        densities = _densities_at(self.rates, sizes, target)
         return pruning.magnitude_prune(
             trained, dense, pruning.rates_for_densities(dense, densities)
         )
@@ -330,7 +339,10 @@ class TicketSearch:
             if self.directory:
                 self.directory.write_arrays("rewind.npz", self.rewind_state)
         trained = state.snapshot(self.model)
-        self._trained[round_] = get_weights(self.model)
+        # Only the latest ticket is pruned from next (one-shot: round 0's).
+        keep = 0 if self.config.one_shot else round_
+        self._trained = {r: w for r, w in self._trained.items() if r == keep}
+        self._trained[round_] = {p: trained[p] for p in self.initial_masks}
         if self.directory:
             self.directory.write_arrays(f"trained/{round_:03d}.npz", trained)
         self._finish(record, masks)
@@ -346,11 +358,6 @@ class TicketSearch:
             # Offset from every training seed: a model built right after a
             # training (the next search in a script) would draw θ0 again.
             start = state.fresh_initialization(self.model, seed + _REINIT_OFFSET)
-            if any(np.array_equal(start[p], self.theta0[p]) for p in masks):
-                raise ValueError(
-                    "Expected random_reinit to draw new weights. Received θ0 again: "
-                    "the layers' initializers have fixed seeds."
-                )
         else:
             masks = pruning.random_masks_like(masks, seed)
             start = self.rewind_state
@@ -392,6 +399,38 @@ class TicketSearch:
             iterations=counter.iteration, final=final, early_stop=early_stop,
             curves=curves, wall_time=time.perf_counter() - began,
         )
+
+    def _check_fresh_initialization(self):
+        """Fails now, not rounds later, if random_reinit cannot draw new weights."""
+        fresh = state.fresh_initialization(self.model, _REINIT_OFFSET)
+        if any(np.array_equal(fresh[p], self.theta0[p]) for p in self.initial_masks):
+            raise ValueError(
+                "Expected random_reinit to draw new weights. Received θ0 again: the "
+                "layers' initializers have fixed seeds; use unseeded initializers."
+            )
+
+    def _check_rewind_step(self):
+        """With array data the dense run's length is known: check `rewind_step` fits."""
+        k = self.config.rewind_step
+        steps = _steps_per_epoch(self.x, self.config.fit)
+        if not k or steps is None:
+            return
+        epochs = self.config.fit.get("epochs", 1)
+        per_execution = self.compile_config.get("steps_per_execution") or 1
+        if k > epochs * steps:
+            raise ValueError(
+                f"Expected `rewind_step` within the dense run of {epochs * steps} "
+                f"iterations. Received: rewind_step={k}"
+            )
+        ends = {e * steps + min(j, steps) for e in range(epochs)
+                for j in range(per_execution, steps + per_execution, per_execution)}
+        if k not in ends:
+            raise ValueError(
+                f"Expected `rewind_step` at the end of an execution of "
+                f"steps_per_execution={per_execution} steps ({steps} steps an epoch). "
+                f"Received: rewind_step={k}; the nearest are "
+                f"{sorted(ends, key=lambda e: abs(e - k))[:2]}"
+            )
 
     def _reset_optimizer(self):
         """Puts the optimizer back to its state before any step: a fresh optimizer.
@@ -440,8 +479,9 @@ class TicketSearch:
             "weights": {p: list(v[0].shape) for p, v in prunable_variables(self.model).items()},
         }
         if not self.directory.exists("search.json"):
-            self.directory.write_json("search.json", fingerprint)
+            # θ0 first: search.json marks a complete start.
             self.directory.write_arrays("theta0.npz", self.theta0)
+            self.directory.write_json("search.json", fingerprint)
             return []
         saved = self.directory.read_json("search.json")
         if saved != json_roundtrip(fingerprint):
@@ -488,10 +528,14 @@ class TicketSearch:
     def _record_of(self, records, round_):
         return next(r for r in records if r.round == round_ and r.kind == "ticket")
 
+    def _result_config(self):
+        # The backend too: the same seed gives the same numbers on one backend only.
+        return {**self.config.to_json(), "backend": keras.backend.backend()}
+
     def _save_result(self, records):
         if self.directory:
             self.directory.write_json("result.json", {
-                "config": self.config.to_json(),
+                "config": self._result_config(),
                 "records": [dataclasses.asdict(r) for r in records],
             })
 
@@ -531,6 +575,48 @@ def _prepared(model):
     if optimizer.built and int(keras.ops.convert_to_numpy(optimizer.iterations)):
         model.compile_from_config(config)  # Already trained: start from a new one.
     return model, config
+
+
+def _steps_per_epoch(x, fit):
+    """Optimizer steps per epoch of `fit(x, ...)`, or None when the data does not say."""
+    if fit.get("steps_per_epoch"):
+        return fit["steps_per_epoch"]
+    if isinstance(x, keras.utils.PyDataset):
+        return len(x)
+    if hasattr(x, "shape") and hasattr(x, "__len__"):  # numpy and backend arrays
+        return -(-len(x) // (fit.get("batch_size") or 32))
+    return None
+
+
+def _densities_at(rates, sizes, target):
+    """Per-layer densities `(1 - rate) ** r`, r chosen so the overall density is `target`."""
+    def overall(r):
+        return sum(sizes[p] * (1 - rate) ** r for p, rate in rates.items()) / sum(sizes.values())
+
+    low, high = 0.0, 1.0
+    while overall(high) > target:
+        high *= 2
+    for _ in range(60):  # bisection: overall() decreases in r
+        middle = (low + high) / 2
+        low, high = (middle, high) if overall(middle) > target else (low, middle)
+    return {p: (1 - rate) ** high for p, rate in rates.items()}
+
+
+def _fit_settings(kwargs):
+    """The `fit` arguments a search passes on; the ones it owns are refused."""
+    owned = {
+        "x": "the search's `x`", "y": "the search's `y`",
+        "validation_data": "`validation_data` of the search (evaluated every `eval_every`)",
+        "validation_split": "`validation_data` of the search",
+        "initial_epoch": "nothing: every round trains from epoch 0",
+    }
+    for key in kwargs:
+        if key in owned:
+            raise ValueError(
+                f"Expected `fit` arguments the search passes on. Received `{key}`: use "
+                f"{owned[key]} instead."
+            )
+    return dict(kwargs)
 
 
 def _check_single_loss(model):

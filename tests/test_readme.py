@@ -14,9 +14,21 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README has no python example"
     monkeypatch.chdir(tmp_path)
+    # Records the model's state right after the masks are applied: the ticket.
+    tickets = []
+    original = kl.apply_masks
+
+    def recording(model, masks):
+        original(model, masks)
+        tickets.append(kl.state.snapshot(model))
+
+    monkeypatch.setattr(kl, "apply_masks", recording)
     namespace = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)
-    model, masks = namespace["model"], namespace["masks"]
+    model, masks, theta0 = namespace["model"], namespace["masks"], namespace["theta0"]
+    (ticket,) = tickets
+    for key, value in theta0.items():  # every variable back at θ0, pruned ones zero
+        np.testing.assert_array_equal(ticket[key], value * masks[key] if key in masks else value)
     assert kl.sparsity_report(model).remaining == sum(int(m.sum()) for m in masks.values())
     stored = kl.get_weights(model)
     assert all(np.all(stored[p][~m] == 0) for p, m in masks.items())

@@ -182,10 +182,13 @@ def test_one_shot_prunes_each_density_from_the_dense_run():
     dense_trained = s._trained_weights(0)
     for i, target in [(1, 0.5), (2, 0.2)]:
         masks = starts.masks[i]
-        assert abs(masks["mlp/fc1/kernel"].mean() - target) < 1 / 480
-        # The output layer keeps the iterative per-kind ratio: 0.9^r with 0.8^r = target.
-        r = np.log(target) / np.log(0.8)
+        # The overall density is the target, to within rounding...
+        assert abs(sum(m.sum() for m in masks.values()) / 1340 - target) < 3 / 1340
+        assert result.record(i).density == pytest.approx(target, abs=3 / 1340)
+        # ...and the layers keep the iterative per-kind ratio: 0.8^r and 0.9^r.
+        r = np.log(masks["mlp/fc1/kernel"].mean()) / np.log(0.8)
         assert abs(masks["mlp/out/kernel"].sum() - 60 * 0.9 ** r) <= 1
+        assert abs(masks["mlp/fc2/kernel"].sum() - 800 * 0.8 ** r) <= 1
         # Pruned by magnitude of the *dense* run's weights.
         kept = np.abs(dense_trained["mlp/fc1/kernel"][masks["mlp/fc1/kernel"]])
         pruned = np.abs(dense_trained["mlp/fc1/kernel"][~masks["mlp/fc1/kernel"]])
@@ -341,6 +344,10 @@ def test_pydataset_input_and_dataset_validation():
         (dict(one_shot=[0.5, 1.0]), r"`one_shot` densities in \(0, 1\)"),
         (dict(controls=["shuffle"]), r"`controls` among .*Received: \['shuffle'\]"),
         (dict(global_pruning=True), r"one nonzero rate for global pruning"),
+        (dict(rewind_step=11), r"`rewind_step` within the dense run of 10 iterations"),
+        (dict(validation_split=0.1), r"Received `validation_split`: use `validation_data`"),
+        (dict(one_shot=[0.01], prune_rates=kl.PruneRates(0.2, by_layer={"fc2": 0.0})),
+         r"`one_shot` densities above 0.5970"),
     ],
 )
 def test_bad_arguments_fail_before_training(kwargs, message):
@@ -350,6 +357,35 @@ def test_bad_arguments_fail_before_training(kwargs, message):
         search(model, **kwargs).run()
     after = state.snapshot(model)
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_rewind_step_must_end_an_execution():
+    if keras.backend.backend() == "torch":
+        pytest.skip("Keras' torch trainer runs one step per execution")
+    model = compiled_mlp()
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  steps_per_execution=4)
+    # 7 steps an epoch: executions end at 4, 7, 11, 14.
+    with pytest.raises(ValueError, match=r"nearest are \[7, 11\]|nearest are \[11, 7\]"):
+        search(model, rounds=1, epochs=2, batch_size=30, rewind_step=8).run()
+    s = search(model, rounds=1, epochs=2, batch_size=30, rewind_step=11)
+    s.run()
+    assert s.rewind_state is not s.theta0
+
+
+def test_seeded_initializers_make_random_reinit_fail_at_once():
+    keras.utils.set_random_seed(0)
+    seeded = keras.Sequential([keras.Input((12,)), kl.MaskedDense(
+        3, kernel_initializer=keras.initializers.GlorotNormal(seed=1))])
+    seeded.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="initializers have fixed seeds"):
+        kl.TicketSearch(seeded, X, Y, controls=["random_reinit"])
+
+
+def test_run_takes_verbose_and_fit_settings():
+    s = search(rounds=1, verbose=1)
+    result = s.run(verbose=0, epochs=2)
+    assert s.verbose == 0 and result.record(1).iterations == 20
 
 
 def test_bad_models_and_missing_data_fail_before_training():

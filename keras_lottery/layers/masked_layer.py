@@ -7,10 +7,6 @@ variable per prunable weight, multiplied into that weight inside `call()`.
 import keras
 from keras import ops
 
-# The kinds a pruning rate can be set for (see `keras_lottery.PruneRates`).
-PRUNABLE_KINDS = ("conv", "dense", "embedding")
-
-
 class MaskedLayer:
     """Mixin for a Keras layer whose prunable weights are multiplied by masks.
 
