@@ -95,8 +95,23 @@ def test_each_round_gets_a_fresh_optimizer_and_the_step_compiles_once():
         return original(force)
 
     model.make_train_function = counting
-    search(model, rounds=2, epochs=2, callbacks=[starts],
+    # The Python body of train_step runs once per trace on TF and JAX.
+    traces = []
+    train_step = model.train_step
+
+    def counting_step(*args, **kwargs):
+        traces.append(1)
+        return train_step(*args, **kwargs)
+
+    model.train_step = counting_step
+    traces_at_start = []
+    marker = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: traces_at_start.append(len(traces)))
+    search(model, rounds=2, epochs=2, callbacks=[starts, marker],
            controls=["random_pruning"]).run()
+    if keras.backend.backend() != "torch":  # torch runs train_step eagerly, every step
+        # Traced during the first training only (TF traces twice on its first call).
+        assert 1 <= traces_at_start[1] <= 2 and len(traces) == traces_at_start[1]
     first = starts.states[0]
     assert len(starts.states) == 5
     assert int(first["iteration"]) == 0
