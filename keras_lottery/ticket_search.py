@@ -51,14 +51,8 @@ class SearchConfig:
     fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
 
     def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["prune_rates"] = {
-            "default": self.prune_rates.default,
-            "by_kind": dict(self.prune_rates.by_kind),
-            "by_layer": dict(self.prune_rates.by_layer),
-        }
-        data["one_shot"] = list(self.one_shot) if self.one_shot else None
-        return data
+        """The configuration as it reads back from a JSON file."""
+        return json_roundtrip(dataclasses.asdict(self))
 
 
 class TicketSearch:
@@ -271,17 +265,21 @@ class TicketSearch:
                   else self.initial_masks)
         if self.config.one_shot:
             for i, target in enumerate(self.config.one_shot, start=1):
-                yield i, self._one_shot_masks(i, target)
+                yield i, self._ticket_masks(i, lambda t=target: self._one_shot_masks(t))
             return
         for round_ in range(1, self.config.rounds + 1):
             previous = self._record_of(records, round_ - 1)
             if self.config.target_density and previous.density <= self.config.target_density:
                 return
-            yield round_, self._iterative_masks(round_)
+            yield round_, self._ticket_masks(round_, lambda r=round_: self._iterative_masks(r))
 
-    def _iterative_masks(self, round_):
+    def _ticket_masks(self, round_, compute):
+        """Round `round_`'s masks: those already known (memory, disk), else `compute()`."""
         if (round_, "ticket") in self._masks or self._exists(round_, "ticket"):
             return self._masks_of(round_, "ticket")
+        return compute()
+
+    def _iterative_masks(self, round_):
         previous = self._masks_of(round_ - 1, "ticket")
         trained = self._trained_weights(round_ - 1)
         if self.config.global_pruning:
@@ -291,9 +289,7 @@ class TicketSearch:
             trained, previous, pruning.rates_for_densities(previous, densities)
         )
 
-    def _one_shot_masks(self, index, target):
-        if (index, "ticket") in self._masks or self._exists(index, "ticket"):
-            return self._masks_of(index, "ticket")
+    def _one_shot_masks(self, target):
         dense = self._masks_of(0, "ticket")
         trained = self._trained_weights(0)
         sizes = {p: m.size for p, m in dense.items()}
@@ -474,20 +470,20 @@ class TicketSearch:
     def _resume(self):
         if self.directory is None:
             return []
-        fingerprint = {
+        fingerprint = json_roundtrip({
             "config": self.config.to_json(),
             "weights": {p: list(v[0].shape) for p, v in prunable_variables(self.model).items()},
-        }
+        })
         if not self.directory.exists("search.json"):
             # θ0 first: search.json marks a complete start.
             self.directory.write_arrays("theta0.npz", self.theta0)
             self.directory.write_json("search.json", fingerprint)
             return []
         saved = self.directory.read_json("search.json")
-        if saved != json_roundtrip(fingerprint):
+        if saved != fingerprint:
             differences = sorted(
                 key for key in set(saved["config"]) | set(fingerprint["config"])
-                if saved["config"].get(key) != json_roundtrip(fingerprint["config"]).get(key)
+                if saved["config"].get(key) != fingerprint["config"].get(key)
             ) or ["weights"]
             raise ValueError(
                 f"Expected the configuration saved in {self.directory.path} to resume. "
