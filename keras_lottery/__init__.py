@@ -7,6 +7,7 @@ and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 
 from keras_lottery import (
     callbacks,
+    conversion,
     datasets,
     layers,
     models,
@@ -14,30 +15,44 @@ from keras_lottery import (
     presets,
     pruning,
     schedules,
+    sparsity,
     state,
 )
 from keras_lottery.conversion import prunable, strip
 from keras_lottery.layers import (
     MaskedConv1D,
+    MaskedConv1DTranspose,
     MaskedConv2D,
+    MaskedConv2DTranspose,
     MaskedConv3D,
+    MaskedConv3DTranspose,
+    MaskedConvLSTM1D,
+    MaskedConvLSTM2D,
+    MaskedConvLSTM3D,
     MaskedDense,
+    MaskedDepthwiseConv1D,
     MaskedDepthwiseConv2D,
     MaskedEinsumDense,
     MaskedEmbedding,
+    MaskedGroupQueryAttention,
+    MaskedGRU,
     MaskedLayer,
+    MaskedLSTM,
+    MaskedMultiHeadAttention,
+    MaskedSeparableConv1D,
+    MaskedSeparableConv2D,
+    MaskedSimpleRNN,
 )
 from keras_lottery.masks import (
-    SparsityReport,
     apply_masks,
     get_masks,
     get_weights,
     masked_layers,
     rates_for,
     set_weights,
-    sparsity_report,
     weight_infos,
 )
+from keras_lottery.sparsity import SparsityReport, sparsity_report, unmasked_layers
 from keras_lottery.pruning import (
     PruneRates,
     density,

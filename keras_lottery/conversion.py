@@ -1,5 +1,13 @@
-"""Turning a Keras model into a prunable one (`prunable`) and back (`strip`)."""
+"""Turning a Keras model into a prunable one (`prunable`) and back (`strip`).
 
+Both clone the model layer by layer, each layer from its config with its
+class swapped for its twin (inner layers of wrappers such as `Bidirectional`
+and `TimeDistributed` too), then copy every variable by its position within
+the layer, checking names and shapes: masks are the only variables one side
+has and the other lacks.
+"""
+
+import itertools
 from collections.abc import Callable, Iterable
 
 import keras
@@ -7,6 +15,8 @@ import keras
 from keras.src.models.functional import Functional
 
 from keras_lottery.layers import MASKED_TWINS, MaskedLayer
+from keras_lottery.masks import masked_layers
+from keras_lottery.sparsity import warn_unmasked
 
 # The plain Keras class each masked layer exports as.
 _PLAIN_TWINS = {masked: plain for plain, masked in MASKED_TWINS.items()}
@@ -15,12 +25,14 @@ _PLAIN_TWINS = {masked: plain for plain, masked in MASKED_TWINS.items()}
 def prunable(model, exclude: Iterable[str] | Callable | None = None):
     """Returns a copy of `model` whose supported layers are masked twins.
 
-    Every `Dense`, `EinsumDense`, `Conv1D/2D/3D`, `DepthwiseConv2D` and
-    `Embedding` of a Sequential or Functional model, nested models included,
-    becomes its `keras_lottery.layers` twin with the same configuration and
-    weights and an all-ones mask. Other layers (BatchNorm, pooling, ...) are
-    copied unchanged. `model` itself is not modified and shares no variables
-    with the copy.
+    Every layer with a twin in `keras_lottery.layers.MASKED_TWINS` (Dense,
+    EinsumDense, the convolutions, Embedding, the recurrent and attention
+    layers), in a Sequential or Functional model, nested models and wrappers
+    (`Bidirectional`, `TimeDistributed`) included, becomes its twin with the
+    same configuration and variables and all-ones masks. Other layers are
+    copied unchanged; those holding weights (other than normalization layers)
+    are named in a warning, since they stay dense. `model` itself is not
+    modified and shares no variables with the copy.
 
     Args:
         model: a `keras.Sequential` or Functional `keras.Model`.
@@ -29,7 +41,7 @@ def prunable(model, exclude: Iterable[str] | Callable | None = None):
             Defaults to masking every supported layer.
 
     Returns:
-        A new model of the same structure.
+        A new model of the same structure and the same predictions.
 
     Example:
 
@@ -41,19 +53,22 @@ def prunable(model, exclude: Iterable[str] | Callable | None = None):
     def to_masked(layer):
         twin = MASKED_TWINS.get(type(layer))
         if twin is None or should_skip(layer):
-            return layer.__class__.from_config(layer.get_config())
+            return _with_inner_layers(layer, to_masked)
         _check_convertible(layer)
         return twin.from_config(layer.get_config())
 
-    return _clone_with_weights(model, to_masked, _copy_weights)
+    converted = _clone_with_variables(model, to_masked)
+    warn_unmasked(converted, should_skip)
+    return converted
 
 
 def strip(model):
     """Returns a plain Keras copy of `model` with the masks baked in as zeros.
 
-    Each masked layer becomes its Keras twin (`MaskedDense` -> `Dense`, ...)
-    holding `weight * mask`; the result loads with plain Keras, without
-    `keras_lottery` installed. `model` is not modified.
+    Each masked layer becomes its Keras twin (`MaskedDense` -> `Dense`,
+    `MaskedLSTM` -> `LSTM`, ...) holding `weight * mask`; the result loads
+    with plain Keras, without `keras_lottery` installed. `model` is not
+    modified.
 
     Args:
         model: a Sequential or Functional model with masked layers.
@@ -64,13 +79,40 @@ def strip(model):
     _check_graph_model(model, "strip")
 
     def to_plain(layer):
-        plain = _PLAIN_TWINS.get(type(layer), type(layer))
+        plain = _PLAIN_TWINS.get(type(layer))
+        if plain is None:
+            return _with_inner_layers(layer, to_plain)
         return plain.from_config(layer.get_config())
 
-    return _clone_with_weights(model, to_plain, _copy_masked_weights)
+    return _clone_with_variables(model, to_plain)
 
 
-def _clone_with_weights(model, make_layer, copy_weights):
+def _with_inner_layers(layer, convert):
+    """A new `layer` of the same class, the layers in its config converted.
+
+    A wrapper's config holds its inner layers serialized (`Bidirectional`'s
+    `layer` and `backward_layer`, `TimeDistributed`'s `layer`, lists of
+    them): each is rebuilt, converted, and serialized back.
+    """
+    config = layer.get_config()
+    for key, value in config.items():
+        if isinstance(value, (list, tuple)):
+            config[key] = type(value)(_converted_config(item, convert) for item in value)
+        else:
+            config[key] = _converted_config(value, convert)
+    return layer.__class__.from_config(config)
+
+
+def _converted_config(value, convert):
+    if not (isinstance(value, dict) and "class_name" in value and "config" in value):
+        return value
+    inner = keras.saving.deserialize_keras_object(value)
+    if not isinstance(inner, keras.layers.Layer):
+        return value  # An initializer, a regularizer, ...
+    return keras.saving.serialize_keras_object(convert(inner))
+
+
+def _clone_with_variables(model, make_layer):
     pairs = []
 
     def clone(layer):
@@ -81,25 +123,54 @@ def _clone_with_weights(model, make_layer, copy_weights):
     new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for old, new in pairs:
         if old.built:
-            copy_weights(old, new)
+            copy_variables(old, new)
     return new_model
 
 
-def _copy_weights(old, new):
-    """Copies variables by name: the masked twin adds masks the original lacks."""
-    values = {v.name: keras.ops.convert_to_numpy(v) for v in old.weights}
-    for variable in new.weights:
-        if variable.name in values:
-            variable.assign(values[variable.name])
+def copy_variables(source, target) -> None:
+    """Copies every variable of `source` into `target`, by position.
+
+    The two are the same layer (or model), or twins: variables pair up in
+    order once the masks are set aside, and each pair must agree in name and
+    shape. Masks are copied where both sides have them; where only `source`
+    has them (stripping), each weight is copied as `weight * mask`; where
+    only `target` has them (converting), they stay all ones.
+    """
+    source_masked, target_masked = _prunable(source), _prunable(target)
+    source_masks = {id(p.mask) for p in source_masked}
+    target_masks = {id(p.mask) for p in target_masked}
+    sources = [v for v in source.variables if id(v) not in source_masks]
+    targets = [v for v in target.variables if id(v) not in target_masks]
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"Expected the copy of layer {source.name!r} to hold the same variables. "
+            f"Received {len(sources)} variables in {type(source).__name__} and "
+            f"{len(targets)} in {type(target).__name__}."
+        )
+    values = {}
+    for old, new in zip(sources, targets):
+        if old.name != new.name or tuple(old.shape) != tuple(new.shape):
+            raise ValueError(
+                f"Expected the copy of layer {source.name!r} to hold the same variables. "
+                f"Received {old.path} {tuple(old.shape)} against {new.path} {tuple(new.shape)}."
+            )
+        values[id(old)] = keras.ops.convert_to_numpy(old)
+    if source_masked and not target_masked:
+        for weight, mask, _ in source_masked:
+            values[id(weight)] = values[id(weight)] * (keras.ops.convert_to_numpy(mask) != 0)
+    for old, new in zip(sources, targets):
+        new.assign(values[id(old)])
+    if source_masked and target_masked:
+        for old, new in itertools.zip_longest(source_masked, target_masked):
+            if old is None or new is None or tuple(old.mask.shape) != tuple(new.mask.shape):
+                raise ValueError(
+                    f"Expected the copy of layer {source.name!r} to have the same masks."
+                )
+            new.mask.assign(old.mask)
 
 
-def _copy_masked_weights(old, new):
-    values = {v.name: keras.ops.convert_to_numpy(v) for v in old.weights}
-    if isinstance(old, MaskedLayer):
-        for weight, mask in old.get_prunable_weights():
-            values[weight.name] = values[weight.name] * (values.pop(mask.name) != 0)
-    for variable in new.weights:
-        variable.assign(values[variable.name])
+def _prunable(layer):
+    return [p for masked in masked_layers(layer) for p in masked.get_prunable_weights()]
 
 
 def _check_graph_model(model, function):
@@ -111,9 +182,12 @@ def _check_graph_model(model, function):
     )
     advice = (
         "Build a subclassed model from the masked layers of "
-        "`keras_lottery.layers` (MaskedDense, MaskedConv2D, ...) directly."
+        "`keras_lottery.layers` (MaskedDense, MaskedConv2D, MaskedLSTM, ...) "
+        "directly; `TicketSearch` takes it as it is."
         if function == "prunable"
-        else "Rebuild it from plain Keras layers and copy `weight * mask` in."
+        else "Rebuild it from plain Keras layers and copy the variables in with "
+        "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`, "
+        "which bakes the masks in."
     )
     raise ValueError(
         f"`{function}()` expected a Sequential or Functional Keras model. "
@@ -150,4 +224,3 @@ def _check_convertible(layer):
             f"Expected a layer without LoRA. Received layer {layer.name!r} with "
             "LoRA enabled: merge or drop the LoRA weights before pruning."
         )
-

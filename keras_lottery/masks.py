@@ -1,11 +1,11 @@
-"""Masks in and out of a model, and how sparse it is.
+"""Masks in and out of a model: the prunable weights, their masks, kinds and rates.
 
 Every dict here is keyed by the prunable weight's `variable.path` (for
 example `"sequential/masked_dense/kernel"`), as in `keras_lottery.pruning`.
 """
 
-import dataclasses
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -15,19 +15,26 @@ from keras_lottery.pruning import PruneRates, WeightInfo, validate_masks
 
 
 def masked_layers(model) -> list:
-    """The masked layers of `model`, nested models included, in model order."""
-    if isinstance(model, MaskedLayer):
-        return [model]
+    """The masked layers of `model`, nested models and wrappers included, in model order."""
     # `_flatten_layers` is how Keras itself walks nested layers and models.
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in model._flatten_layers(include_self=True, recursive=True)
         if isinstance(layer, MaskedLayer)
     ]
 
 
+class Prunable(NamedTuple):
+    """A prunable weight of a model: variable, mask, the masked layer owning the mask, kind."""
+
+    weight: object
+    mask: object
+    layer: object
+    kind: str
+
+
 def prunable_variables(model) -> dict:
-    """`{path: (weight_variable, mask_variable, layer)}` for every prunable weight.
+    """`{path: Prunable(weight, mask, layer, kind)}` for every prunable weight.
 
     Raises:
         ValueError: if `model` has no masked layer, one is not built yet, or
@@ -48,13 +55,13 @@ def prunable_variables(model) -> dict:
         )
     found = {}
     for layer in layers:
-        for weight, mask in layer.get_prunable_weights():
+        for weight, mask, kind in layer.get_prunable_weights():
             if weight.path in found:
                 raise ValueError(
                     f"Expected unique variable paths. Received two weights at "
                     f"{weight.path!r}: give the layers or nested models distinct names."
                 )
-            found[weight.path] = (weight, mask, layer)
+            found[weight.path] = Prunable(weight, mask, layer, kind)
     return found
 
 
@@ -62,7 +69,7 @@ def get_weights(model) -> dict[str, np.ndarray]:
     """`{path: array}` of the stored prunable weights (not multiplied by masks)."""
     return {
         path: keras.ops.convert_to_numpy(weight)
-        for path, (weight, _, _) in prunable_variables(model).items()
+        for path, (weight, *_) in prunable_variables(model).items()
     }
 
 
@@ -88,7 +95,7 @@ def get_masks(model) -> dict[str, np.ndarray]:
     """`{path: boolean array}` of the model's current masks."""
     return {
         path: keras.ops.convert_to_numpy(mask) != 0
-        for path, (_, mask, _) in prunable_variables(model).items()
+        for path, (_, mask, *_) in prunable_variables(model).items()
     }
 
 
@@ -110,7 +117,7 @@ def apply_masks(model, masks: Mapping[str, np.ndarray]) -> None:
     # Shape-only stand-ins (no memory) for the weights validate_masks compares against.
     masks = validate_masks(masks, {p: np.broadcast_to(0.0, w.shape) for p, w in weights.items()})
     for path, mask in masks.items():
-        weight, mask_variable, _ = variables[path]
+        weight, mask_variable, *_ = variables[path]
         mask_variable.assign(mask.astype(mask_variable.dtype))
         weight.assign(keras.ops.convert_to_numpy(weight) * mask)
 
@@ -125,12 +132,18 @@ def _check_paths(given, variables, name):
 
 
 def weight_infos(model) -> dict[str, WeightInfo]:
-    """`{path: WeightInfo}`: owning layer, kind and whether it is an output layer."""
+    """`{path: WeightInfo}`: owning layer, kind and whether it is an output layer.
+
+    `is_output` is None for every weight when the output layers cannot be
+    found (a subclassed model that was never called).
+    """
     variables = prunable_variables(model)
-    outputs = {id(layer) for layer in _output_layers(model)}
+    outputs = _output_layers(model)
+    output_ids = None if outputs is None else {id(layer) for layer in outputs}
     return {
-        path: WeightInfo(layer.name, layer.prunable_kind, id(layer) in outputs)
-        for path, (_, _, layer) in variables.items()
+        path: WeightInfo(entry.layer.name, entry.kind,
+                         None if output_ids is None else id(entry.layer) in output_ids)
+        for path, entry in variables.items()
     }
 
 
@@ -141,19 +154,20 @@ def rates_for(model, rates: PruneRates | float) -> dict[str, float]:
     return rates.resolve(weight_infos(model))
 
 
-def _output_layers(model) -> list:
+def _output_layers(model) -> list | None:
     """Masked layers whose outputs reach the model's outputs through no other masked layer.
 
-    Found by walking the functional graph back from the outputs; a model
-    without a graph (subclassed) falls back to its last masked layer.
+    Found by walking the functional graph back from the outputs. A model
+    without a graph (subclassed) has the masked layer it called last, by the
+    order of the last call; None if it was never called.
     """
     try:
         outputs = model.outputs
     except (AttributeError, ValueError):
         outputs = None
     if not outputs:
-        layers = masked_layers(model)
-        return layers[-1:]
+        layers = [layer for layer in masked_layers(model) if layer.last_read()]
+        return [max(layers, key=lambda layer: layer.last_read())] if layers else None
     found, seen = [], set()
     stack = list(keras.tree.flatten(outputs))
     while stack:
@@ -165,101 +179,15 @@ def _output_layers(model) -> list:
         if key in seen:
             continue
         seen.add(key)
-        if isinstance(operation, MaskedLayer):
-            if operation not in found:
-                found.append(operation)
-            continue
         if isinstance(operation, keras.Model):
             inner = _output_layers(operation)
-            if inner:
-                found.extend(layer for layer in inner if layer not in found)
-                continue
+        elif isinstance(operation, keras.layers.Layer):
+            inner = masked_layers(operation)  # Itself, or those a wrapper holds.
+        else:
+            inner = None  # An op such as `keras.ops.add` on symbolic tensors.
+        if inner:
+            found.extend(layer for layer in inner if layer not in found)
+            continue
         node = operation._inbound_nodes[history.node_index]
         stack.extend(node.input_tensors)
     return found
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightSparsity:
-    """One prunable weight's count of weights: total and remaining."""
-
-    path: str
-    shape: tuple
-    total: int
-    remaining: int
-
-    @property
-    def density(self) -> float:
-        """Fraction of the weight remaining."""
-        return self.remaining / self.total if self.total else 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class SparsityReport:
-    """Per-weight and overall counts of remaining weights. `str()` gives a table."""
-
-    rows: tuple
-
-    @property
-    def total(self) -> int:
-        return sum(row.total for row in self.rows)
-
-    @property
-    def remaining(self) -> int:
-        return sum(row.remaining for row in self.rows)
-
-    @property
-    def density(self) -> float:
-        """Fraction of all prunable weights remaining."""
-        return self.remaining / self.total if self.total else 1.0
-
-    def to_dict(self) -> dict:
-        """Plain data: `{"weights": [...], "total", "remaining", "density"}`."""
-        return {
-            "weights": [
-                {**dataclasses.asdict(row), "shape": list(row.shape), "density": row.density}
-                for row in self.rows
-            ],
-            "total": self.total,
-            "remaining": self.remaining,
-            "density": self.density,
-        }
-
-    def __str__(self) -> str:
-        header = ("weight", "shape", "total", "remaining", "density")
-        lines = [
-            (row.path, "x".join(map(str, row.shape)), f"{row.total:,}",
-             f"{row.remaining:,}", f"{row.density:.2%}")
-            for row in self.rows
-        ]
-        lines.append(("all", "", f"{self.total:,}", f"{self.remaining:,}", f"{self.density:.2%}"))
-        widths = [max(len(r[i]) for r in [header, *lines]) for i in range(5)]
-
-        def fmt(cells):
-            first = cells[0].ljust(widths[0])
-            rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:]))
-            return "  ".join([first, *rest])
-
-        rule = "-" * len(fmt(header))
-        return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
-
-
-def sparsity_report(model_or_masks) -> SparsityReport:
-    """Counts of remaining weights per prunable weight, from a model or a mask dict.
-
-    Example:
-
-    >>> report = sparsity_report(model)
-    >>> report.density         # fraction of prunable weights remaining
-    >>> print(report)          # a table, one row per weight and a total
-    """
-    if isinstance(model_or_masks, Mapping):
-        masks = validate_masks(model_or_masks)
-    else:
-        masks = get_masks(model_or_masks)
-    return SparsityReport(
-        tuple(
-            WeightSparsity(path, tuple(mask.shape), int(mask.size), int(np.count_nonzero(mask)))
-            for path, mask in masks.items()
-        )
-    )

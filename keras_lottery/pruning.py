@@ -18,7 +18,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-WEIGHT_KINDS = ("conv", "dense", "embedding")
+# What a prunable weight does; masked layers declare theirs (recurrent
+# layers: the input kernel and the recurrent kernel, so rates can differ).
+WEIGHT_KINDS = ("conv", "dense", "embedding", "attention", "recurrent_input", "recurrent")
 # Kinds a rate can be given for: the weight kinds, plus "output" for the
 # layers that produce the model's outputs (the paper prunes them at half rate).
 RATE_KINDS = WEIGHT_KINDS + ("output",)
@@ -187,7 +189,7 @@ class WeightInfo:
 
     layer_name: str  # The owning layer's name.
     kind: str  # One of `WEIGHT_KINDS`.
-    is_output: bool = False  # Whether the layer produces a model output.
+    is_output: bool | None = False  # Whether the layer produces a model output; None: unknown.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,15 @@ class PruneRates:
             raise ValueError(
                 f"Expected `by_layer` to name prunable layers, one of "
                 f"{sorted(known)}. Received unknown names: {unknown}"
+            )
+        unknown_output = any(info.is_output is None for info in infos.values())
+        if "output" in self.by_kind and unknown_output and not self.by_layer:
+            raise ValueError(
+                "Expected to find the output layer for `by_kind['output']`. Received "
+                "a model whose output layer is unknown: a subclassed model's is the "
+                "masked layer it calls last, so call the model on a batch first, or "
+                "give the output layer its rate by name, `by_layer={name: rate}`, "
+                f"with a name among {sorted(known)}."
             )
         rates = {}
         for path, info in infos.items():

@@ -20,7 +20,7 @@ def _state_variables(model) -> dict:
     paths per process, so two builds of one model would not match by path.
     """
     masks = {
-        id(mask) for layer in masked_layers(model) for _, mask in layer.get_prunable_weights()
+        id(p.mask) for layer in masked_layers(model) for p in layer.get_prunable_weights()
     }
     weights = {id(w) for w in model.weights}
     found, others = {}, 0

@@ -40,3 +40,64 @@ def token_functional():
     logits = keras.layers.Dense(3, name="logits")(x)
     outputs = keras.layers.Softmax(name="softmax")(logits)
     return keras.Model(tokens, outputs, name="token_net")
+
+
+def recurrent_zoo():
+    """Bidirectional(LSTM), GRU, SimpleRNN, TimeDistributed(Dense), LayerNorm."""
+    inputs = keras.Input((6, 3))
+    x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True, name="lstm"), name="bilstm")(inputs)
+    x = keras.layers.GRU(3, return_sequences=True, name="gru")(x)
+    x = keras.layers.SimpleRNN(3, return_sequences=True, name="rnn")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(2, name="step_dense"), name="per_step")(x)
+    x = keras.layers.LayerNormalization(name="ln")(x)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(x))
+    return keras.Model(inputs, outputs, name="recurrent_zoo")
+
+
+def attention_zoo():
+    """Causal MultiHeadAttention with a residual, LayerNorm, GroupQueryAttention."""
+    inputs = keras.Input((5, 6))
+    attended = keras.layers.MultiHeadAttention(2, 3, name="mha")(inputs, inputs, use_causal_mask=True)
+    x = keras.layers.LayerNormalization(name="ln")(keras.layers.Add()([inputs, attended]))
+    x = keras.layers.GroupQueryAttention(3, 2, 1, name="gqa")(x, x)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs, name="attention_zoo")
+
+
+def conv1d_zoo():
+    """SeparableConv1D, Conv1DTranspose, DepthwiseConv1D, BatchNorm in a Sequential model."""
+    return keras.Sequential([
+        keras.Input((9, 3)),
+        keras.layers.SeparableConv1D(4, 3, name="separable"),
+        keras.layers.Conv1DTranspose(3, 3, strides=2, name="transpose"),
+        keras.layers.DepthwiseConv1D(3, name="depthwise"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2, name="out"),
+    ], name="conv1d_zoo")
+
+
+def conv2d_zoo():
+    """SeparableConv2D, Conv2DTranspose, DepthwiseConv2D, BatchNorm, Conv3DTranspose."""
+    images = keras.Input((6, 6, 2))
+    x = keras.layers.SeparableConv2D(4, 2, name="separable")(images)
+    x = keras.layers.Conv2DTranspose(3, 2, strides=2, name="transpose")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Reshape((2, 4, 6, 3))(keras.layers.Cropping2D(((1, 1), (0, 0)))(x))
+    x = keras.layers.Conv3DTranspose(2, 2, name="transpose3d")(x)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling3D()(x))
+    return keras.Model(images, outputs, name="conv2d_zoo")
+
+
+def nested_shared_zoo():
+    """Nested Sequential and Functional models and one Dense shared by two branches."""
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, name="enc")], name="encoder")
+    inner_in = keras.Input((5,))
+    inner = keras.Model(inner_in, keras.layers.Dense(3, name="inner_dense")(inner_in), name="inner")
+    shared = keras.layers.Dense(5, activation="tanh", name="shared")
+    left, right = keras.Input((4,), name="left"), keras.Input((4,), name="right")
+    a = inner(shared(encoder(left)))
+    b = inner(shared(encoder(right)))
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Concatenate()([a, b]))
+    return keras.Model([left, right], outputs, name="nested_zoo")

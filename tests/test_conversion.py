@@ -3,11 +3,21 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
 import pytest
-from helpers import conv_sequential, to_numpy, token_functional
+from helpers import (
+    attention_zoo,
+    conv1d_zoo,
+    conv2d_zoo,
+    conv_sequential,
+    nested_shared_zoo,
+    recurrent_zoo,
+    to_numpy,
+    token_functional,
+)
 
 import keras_lottery as kl
 from keras_lottery import layers as masked
@@ -107,7 +117,7 @@ def test_strip_bakes_masks_into_plain_layers(token_batch):
     kl.apply_masks(converted, masks)
     # Make the stored weights nonzero where pruned: strip must still zero them.
     for layer in kl.masked_layers(converted):
-        for weight, _ in layer.get_prunable_weights():
+        for weight, _, _ in layer.get_prunable_weights():
             weight.assign(to_numpy(weight) + 1.0)
     stripped = kl.strip(converted)
     assert not any(isinstance(layer, kl.MaskedLayer)
@@ -136,3 +146,118 @@ def test_stripped_model_loads_without_keras_lottery(tmp_path, image_batch):
                    capture_output=True, timeout=300)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(converted(image_batch)),
                                rtol=0, atol=1e-6)
+
+
+# Every model of the zoo, with the prunable weights its conversion must mask.
+ZOO = {
+    "recurrent": (recurrent_zoo, [
+        "bilstm/forward_lstm/lstm_cell/kernel", "bilstm/forward_lstm/lstm_cell/recurrent_kernel",
+        "bilstm/backward_lstm/lstm_cell/kernel", "bilstm/backward_lstm/lstm_cell/recurrent_kernel",
+        "gru/gru_cell/kernel", "gru/gru_cell/recurrent_kernel",
+        "rnn/simple_rnn_cell/kernel", "rnn/simple_rnn_cell/recurrent_kernel",
+        "per_step/step_dense/kernel", "out/kernel"]),
+    "attention": (attention_zoo, [f"{layer}/{p}/kernel" for layer in ("mha", "gqa")
+                                  for p in ("query", "key", "value", "attention_output")
+                                  ] + ["out/kernel"]),
+    "conv1d": (conv1d_zoo, [f"conv1d_zoo/{w}" for w in (
+        "separable/depthwise_kernel", "separable/pointwise_kernel", "transpose/kernel",
+        "depthwise/kernel", "out/kernel")]),
+    "conv2d": (conv2d_zoo, ["separable/depthwise_kernel", "separable/pointwise_kernel",
+                            "transpose/kernel", "depthwise/kernel", "transpose3d/kernel",
+                            "out/kernel"]),
+    "nested_shared": (nested_shared_zoo, ["encoder/enc/kernel", "inner_dense/kernel",
+                                          "shared/kernel", "out/kernel"]),
+}
+
+
+def randomized(model):
+    """`model` with every variable random, so that a mis-copy shows in the outputs."""
+    rng = np.random.default_rng(5)
+    for variable in model.weights:
+        value = rng.normal(scale=0.4, size=variable.shape)
+        if "variance" in variable.name:
+            value = rng.uniform(0.5, 1.5, size=variable.shape)
+        variable.assign(value.astype(variable.dtype))
+    return model
+
+
+def zoo_inputs(model):
+    rng = np.random.default_rng(6)
+    x = [rng.normal(size=(3, *x.shape[1:])).astype("float32") for x in model.inputs]
+    return x if len(x) > 1 else x[0]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_converts_and_strips_exactly(name):
+    build, expected = ZOO[name]
+    model = randomized(build())
+    x = zoo_inputs(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = kl.prunable(model)
+    assert not [w for w in caught if "unmasked" in str(w.message)]  # Nothing left dense.
+    assert sorted(kl.get_masks(converted)) == sorted(expected)
+    np.testing.assert_allclose(to_numpy(converted(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(kl.strip(converted)(x)), to_numpy(model(x)),
+                               rtol=1e-6, atol=1e-6)
+
+    masks = kl.random_prune(kl.get_masks(converted), rate=0.6, seed=1)
+    kl.apply_masks(converted, masks)
+    stripped = kl.strip(converted)
+    assert not kl.masked_layers(stripped)
+    stored = {v.path: to_numpy(v) for v in stripped.weights}
+    for path, mask in masks.items():
+        assert np.all(stored[path][~mask] == 0)
+    np.testing.assert_allclose(to_numpy(stripped(x)), to_numpy(converted(x)), rtol=1e-6, atol=1e-6)
+    again = kl.prunable(converted)  # A masked model converts with its masks.
+    for path, mask in kl.get_masks(again).items():
+        np.testing.assert_array_equal(mask, masks[path])
+
+
+def test_zoo_strips_to_files_that_load_without_keras_lottery(tmp_path):
+    outputs = {}
+    for name in ("recurrent", "attention"):
+        converted = kl.prunable(randomized(ZOO[name][0]()))
+        kl.apply_masks(converted, kl.random_prune(kl.get_masks(converted), rate=0.5, seed=2))
+        kl.strip(converted).save(tmp_path / f"{name}.keras")
+        x = zoo_inputs(converted)
+        np.save(tmp_path / f"{name}_x.npy", x)
+        outputs[name] = to_numpy(converted(x))
+    script = (
+        "import sys; sys.modules['keras_lottery'] = None\n"
+        "import keras, numpy as np\n"
+        "for name in ('recurrent', 'attention'):\n"
+        f"    model = keras.models.load_model({str(tmp_path)!r} + f'/{{name}}.keras')\n"
+        f"    x = np.load({str(tmp_path)!r} + f'/{{name}}_x.npy')\n"
+        f"    np.save({str(tmp_path)!r} + f'/{{name}}_y.npy', keras.ops.convert_to_numpy(model(x)))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env=os.environ.copy(),
+                   capture_output=True, timeout=300)
+    for name, expected in outputs.items():
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}_y.npy"), expected,
+                                   rtol=1e-6, atol=1e-6)
+
+
+class Unsupported(keras.layers.Dense):
+    """A user's subclass of Dense: computes what it likes, so it is not converted."""
+
+
+def test_layers_left_unmasked_are_named_in_a_warning():
+    inputs = keras.Input((4,))
+    x = Unsupported(6, name="custom")(inputs)
+    x = keras.layers.PReLU(name="prelu")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dense(5, name="excluded")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+    with pytest.warns(UserWarning, match=r"'custom' \(Unsupported, 30 weights\), "
+                                         r"'prelu' \(PReLU, 6 weights\)\. keras-lottery") as caught:
+        converted = kl.prunable(model, exclude=["excluded"])
+    message = str(caught[0].message)
+    assert "'bn'" not in message and "'excluded'" not in message
+    report = kl.sparsity_report(converted)
+    assert [row.path for row in report.rows] == ["out/kernel"]
+    # custom 24 + 6, prelu 6, bn 12, excluded 30 + 5, out bias 2.
+    assert report.unmasked_total == 30 + 6 + 12 + 35 + 2
+    assert report.prunable_share == pytest.approx(10 / (10 + 85))
+    assert [(layer.name, count) for layer, count in kl.unmasked_layers(converted)] == [
+        ("custom", 30), ("prelu", 6), ("excluded", 35)]

@@ -33,7 +33,7 @@ def effective_kernels(model):
     return {
         weight.path: to_numpy(layer.masked(weight.name))
         for layer in kl.masked_layers(model)
-        for weight, _ in layer.get_prunable_weights()
+        for weight, _, _ in layer.get_prunable_weights()
     }
 
 
@@ -133,14 +133,26 @@ def test_sparsity_report_counts_and_table():
     assert rows["mlp/out/kernel"].remaining == 24 - 2  # 0.1 * 24 = 2.4 -> 2
     assert report.total == 160 + 128 + 24 and report.remaining == 128 + 102 + 22
     assert report.density == pytest.approx(252 / 312)
-    assert kl.sparsity_report(masks).to_dict() == report.to_dict()
+    # The biases are counted apart: unmasked, all remaining.
+    assert [row.path for row in report.unmasked] == ["mlp/fc1/bias", "mlp/fc2/bias", "mlp/out/bias"]
+    assert report.unmasked_total == 27
+    assert report.prunable_share == pytest.approx(312 / 339)
+    assert report.overall_density == pytest.approx((252 + 27) / 339)
+    from_masks = kl.sparsity_report(masks)
+    assert from_masks.rows == report.rows and from_masks.unmasked == ()
     data = report.to_dict()
     assert data["weights"][0] == {"path": "mlp/fc1/kernel", "shape": [10, 16], "total": 160,
                                   "remaining": 128, "density": 0.8}
+    assert data["unmasked_total"] == 27 and data["unmasked"][2]["path"] == "mlp/out/bias"
     table = str(report).splitlines()
     assert table[0].split() == ["weight", "shape", "total", "remaining", "density"]
     assert table[2].split() == ["mlp/fc1/kernel", "10x16", "160", "128", "80.00%"]
-    assert table[-1].split() == ["all", "312", "252", "80.77%"]
+    assert [line.split() for line in table[-3:]] == [
+        ["prunable", "312", "252", "80.77%"],
+        ["unmasked", "(3", "variables)", "27", "27", "100.00%"],
+        ["all", "weights", "339", "279", "82.30%"],
+    ]
+    assert str(from_masks).splitlines()[-1].split() == ["prunable", "312", "252", "80.77%"]
 
 
 def test_bad_masks_change_nothing():

@@ -1,9 +1,8 @@
 """Masked twins of Keras' fully-connected layers: `Dense` and `EinsumDense`."""
 
 import keras
-from keras import ops
 
-from keras_lottery.layers.masked_layer import MaskedLayer, add_bias_and_activate
+from keras_lottery.layers.masked_layer import MaskedLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -22,20 +21,7 @@ class MaskedDense(MaskedLayer, keras.layers.Dense):
     (4, 3)
     """
 
-    _prunable_attributes = {"kernel": "_kernel"}
-    prunable_kind = "dense"
-
-    def __init__(self, units, **kwargs):
-        self._check_masked_kwargs(kwargs)
-        super().__init__(units, **kwargs)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_masks()
-
-    def call(self, inputs, training=None):
-        outputs = ops.matmul(inputs, self.masked("kernel"))
-        return add_bias_and_activate(self, outputs, self.units)
+    prunable_weights = {"kernel": "dense"}
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
@@ -53,17 +39,4 @@ class MaskedEinsumDense(MaskedLayer, keras.layers.EinsumDense):
     (4, 3)
     """
 
-    _prunable_attributes = {"kernel": "_kernel"}
-    prunable_kind = "dense"
-
-    def __init__(self, equation, output_shape, **kwargs):
-        self._check_masked_kwargs(kwargs)
-        super().__init__(equation, output_shape, **kwargs)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_masks()
-
-    def call(self, inputs, training=None):
-        outputs = ops.einsum(self.equation, inputs, self.masked("kernel"))
-        return add_bias_and_activate(self, outputs, None)
+    prunable_weights = {"kernel": "dense"}

@@ -11,7 +11,8 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
     """`keras.layers.Embedding` whose table is multiplied by `embeddings_mask`.
 
     Takes exactly the arguments of `keras.layers.Embedding` (LoRA and
-    quantization excepted).
+    quantization excepted). Reading `layer.embeddings` (to tie an output
+    projection to the table, say) gives the masked table.
 
     Example:
 
@@ -21,18 +22,7 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
     (10, 4)
     """
 
-    _prunable_attributes = {"embeddings": "_embeddings"}
-    prunable_kind = "embedding"
-
-    def __init__(self, input_dim, output_dim, **kwargs):
-        self._check_masked_kwargs(kwargs)
-        super().__init__(input_dim, output_dim, **kwargs)
-
-    def build(self, input_shape=None):
-        if self.built:
-            return
-        super().build(input_shape)
-        self._build_masks()
+    prunable_weights = {"embeddings": "embedding"}
 
     def call(self, inputs):
         if inputs.dtype != "int32" and inputs.dtype != "int64":

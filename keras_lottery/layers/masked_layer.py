@@ -1,66 +1,237 @@
-"""The behaviour every masked layer shares: mask variables, saving, refusals.
+"""The mechanism every masked layer shares: one mask per prunable weight,
+multiplied in wherever the layer, or a layer inside it, reads that weight.
 
-A masked layer is its Keras twin plus one non-trainable `<weight>_mask`
-variable per prunable weight, multiplied into that weight inside `call()`.
+A masked layer is its Keras twin plus a declaration, `prunable_weights`:
+`{attribute path: kind}`, e.g. `{"kernel": "dense"}` for `Dense` or
+`{"cell.kernel": "recurrent_input", "cell.recurrent_kernel": "recurrent"}` for
+`LSTM`, whose weights live in its cell. After `build`, the layer owns one
+non-trainable `<path>_mask` variable per entry, and every read of the
+attribute returns `weight * mask`: the Keras twin's own `call` (and any fast
+path, such as the cuDNN LSTM, that reads the attribute) computes with the
+masked weight, so nothing of Keras' computation is rewritten here.
 """
+
+import contextlib
+import functools
+import itertools
+import threading
+from typing import NamedTuple
 
 import keras
 from keras import ops
 
+# Instance attributes of a weight's owner, set directly in `__dict__` so that
+# Keras does not track them as state: `{attribute: mask variable}`, and the
+# stamp of the last read (the call order, to find a model's output layer).
+_MASKS = "_keras_lottery_masks"
+_READ = "_keras_lottery_read"
+_read_stamps = itertools.count(1)
+# `weight * mask` computed once for a whole call (a recurrent layer reads its
+# kernels at every time step), per thread: TensorFlow's MirroredStrategy
+# traces its replicas in parallel threads.
+_computed = threading.local()
+
+
+class PrunableWeight(NamedTuple):
+    """A prunable weight of a masked layer: its variable, its mask and its kind."""
+
+    weight: object
+    mask: object
+    kind: str
+
+
+def stored_variable(owner, attribute):
+    """The variable behind `owner.<attribute>`, whatever the attribute returns.
+
+    Keras stores a weight either under its name (`LSTMCell.kernel`) or, where
+    a property computes the public name, under `_<name>` (`Dense._kernel`).
+    """
+    state = owner.__dict__
+    for key in (attribute, f"_{attribute}"):
+        if key in state:
+            return state[key]
+    raise AttributeError(f"{type(owner).__name__} has no attribute {attribute!r}")
+
+
+class MaskedWeight:
+    """A data descriptor: `layer.<name>` reads as `weight * mask` once masked.
+
+    Before the mask exists (during `build`) it reads as the variable itself;
+    assignments store the variable, as they would without the descriptor.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, owner, owner_type=None):
+        if owner is None:
+            return self
+        variable = stored_variable(owner, self.name)
+        mask = owner.__dict__.get(_MASKS, {}).get(self.name)
+        if mask is None:
+            return variable
+        owner.__dict__[_READ] = next(_read_stamps)
+        computed = getattr(_computed, "products", None)
+        if computed and id(variable) in computed:
+            return computed[id(variable)]
+        return ops.multiply(variable, mask)
+
+    def __set__(self, owner, value):
+        owner.__dict__[self.name] = value
+
+
+@functools.cache
+def _masked_view(cls, names):
+    """`cls` with `MaskedWeight` descriptors for `names`: what a layer inside a
+    masked layer (an LSTM's cell, an attention's projection) becomes.
+
+    It keeps the name and module of `cls`, so the inner layer still
+    serializes as plain Keras; its masks belong to the outer masked layer.
+    """
+    namespace = {name: MaskedWeight(name) for name in names}
+    namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__,
+                     _keras_lottery_view_of=cls)
+    return type(cls.__name__, (cls,), namespace)
+
+
 class MaskedLayer:
     """Mixin for a Keras layer whose prunable weights are multiplied by masks.
 
-    Subclasses list their prunable weights in `_prunable_attributes`, a dict
-    from the public weight name (`"kernel"`) to the attribute holding its
-    variable (`"_kernel"`), and set `prunable_kind`. They call
-    `self._build_masks()` at the end of `build()` and use
-    `self.masked("kernel")` in `call()`.
+    A masked twin lists its prunable weights in `prunable_weights`,
+    `{attribute path: kind}`, and comes first in the bases:
 
-    The mixin must come first in the bases so that its `save_own_variables`,
-    `load_own_variables`, `quantize` and `enable_lora` win.
+        @keras.saving.register_keras_serializable(package="my_package")
+        class MaskedConv2DTranspose(MaskedLayer, keras.layers.Conv2DTranspose):
+            prunable_weights = {"kernel": "conv"}
+
+    That is all: after the Keras layer's own `build`, one non-trainable
+    `<path>_mask` variable per weight is created (dots in the path become
+    underscores), and every read of the weight in `call` sees `weight * mask`.
+    A path may go through sublayers (`"cell.kernel"`); the layer holding the
+    weight then reads it masked too. Your own layers follow the same protocol:
+    create the weight with `add_weight` in `build` (or `__init__`), read it as
+    `self.<attribute>` in `call`, and declare it. A twin whose weights depend
+    on its configuration overrides `prunable_weight_paths()` instead.
     """
 
-    _prunable_attributes: dict = {}
-    prunable_kind: str = ""
+    prunable_weights: dict = {}
 
-    def _check_masked_kwargs(self, kwargs):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for path in cls.__dict__.get("prunable_weights", {}):
+            if "." not in path:
+                setattr(cls, path, MaskedWeight(path))
+        # Masks are made right after the Keras twin's own build, whichever
+        # class in the hierarchy defines it. `wraps` keeps its signature,
+        # which Keras inspects to record the build shapes for loading.
+        build = getattr(cls, "build", None)  # None in a mixin of mixins
+        if build is not None and not getattr(build, "_keras_lottery_builds_masks", False):
+            @functools.wraps(build)
+            def build_then_mask(self, *args, **kwargs):
+                build(self, *args, **kwargs)
+                self._build_masks()
+
+            build_then_mask._keras_lottery_builds_masks = True
+            cls.build = build_then_mask
+
+    def prunable_weight_paths(self) -> dict:
+        """`{attribute path: kind}` of this layer's prunable weights."""
+        return dict(self.prunable_weights)
+
+    def __new__(cls, *args, **kwargs):
         # LoRA adds a low-rank delta to the kernel that the mask would not
         # cover; refuse it rather than train weights the mask says are gone.
+        # Checked here, not in `__init__`, to leave the twin's signature alone.
         if kwargs.get("lora_rank"):
             raise ValueError(
-                f"{type(self).__name__} does not support LoRA. Expected "
+                f"{cls.__name__} does not support LoRA. Expected "
                 f"`lora_rank=None`. Received: lora_rank={kwargs['lora_rank']}"
             )
+        return super().__new__(cls, *args, **kwargs)
 
     def _build_masks(self):
-        for name, attribute in self._prunable_attributes.items():
-            weight = getattr(self, attribute)
+        own = {id(v) for v in self.weights}
+        for path in self.prunable_weight_paths():
+            name = mask_name(path)
+            if name in self.__dict__:
+                continue  # A subclass's build already made it.
+            owner, attribute = self._owner_of(path)
+            try:
+                variable = stored_variable(owner, attribute)
+            except AttributeError:
+                variable = None
+            if not isinstance(variable, keras.Variable) or id(variable) not in own:
+                raise ValueError(
+                    f"Expected `prunable_weights` of {type(self).__name__} to name "
+                    f"variables of layer {self.name!r}, created with `add_weight`. "
+                    f"Received {path!r}, which after build is "
+                    f"{'missing' if variable is None else type(variable).__name__}."
+                )
             mask = self.add_weight(
-                name=f"{name}_mask",
-                shape=weight.shape,
-                initializer="ones",
-                dtype=weight.dtype,
-                trainable=False,
+                name=name, shape=variable.shape, initializer="ones",
+                dtype=variable.dtype, trainable=False,
             )
-            setattr(self, f"{name}_mask", mask)
+            setattr(self, name, mask)
+            owner.__dict__.setdefault(_MASKS, {})[attribute] = mask
+            if not isinstance(getattr(type(owner), attribute, None), MaskedWeight):
+                # A layer inside this one: make its reads of the weight masked.
+                base = getattr(type(owner), "_keras_lottery_view_of", type(owner))
+                names = tuple(sorted(owner.__dict__[_MASKS]))
+                owner.__class__ = _masked_view(base, names)
 
-    def masked(self, name):
-        """The weight `name` multiplied by its mask, as a tensor."""
-        weight = getattr(self, self._prunable_attributes[name])
-        return ops.multiply(weight, getattr(self, f"{name}_mask"))
+    def _owner_of(self, path):
+        *inner, attribute = path.split(".")
+        owner = self
+        for name in inner:
+            owner = getattr(owner, name, None)
+            if not isinstance(owner, keras.layers.Layer):
+                raise ValueError(
+                    f"Expected `prunable_weights` of {type(self).__name__} to go "
+                    f"through sublayers. Received {path!r}, but {name!r} is "
+                    f"{type(owner).__name__} in layer {self.name!r}."
+                )
+        return owner, attribute
 
-    def get_prunable_weights(self):
-        """Returns `[(weight_variable, mask_variable), ...]`, one per weight.
+    def get_prunable_weights(self) -> list:
+        """`[PrunableWeight(weight, mask, kind), ...]`, one per prunable weight.
 
-        The protocol `keras_lottery` uses to find what it may prune, named as
-        in tfmot. Empty until the layer is built.
+        The protocol `keras_lottery` uses to find what it may prune (named as
+        in tfmot). Empty until the layer is built.
         """
         if not self.built:
             return []
-        return [
-            (getattr(self, attribute), getattr(self, f"{name}_mask"))
-            for name, attribute in self._prunable_attributes.items()
-        ]
+        found = []
+        for path, kind in self.prunable_weight_paths().items():
+            owner, attribute = self._owner_of(path)
+            found.append(PrunableWeight(stored_variable(owner, attribute),
+                                        getattr(self, mask_name(path)), kind))
+        return found
+
+    def masked(self, path):
+        """The weight at `path` multiplied by its mask, as a tensor."""
+        owner, attribute = self._owner_of(path)
+        return ops.multiply(stored_variable(owner, attribute), getattr(self, mask_name(path)))
+
+    @contextlib.contextmanager
+    def masked_once(self):
+        """Within this block, reads of the weights reuse one `weight * mask`.
+
+        For layers that read a weight many times per call: a recurrent layer
+        reads its kernels at every time step.
+        """
+        products = {id(p.weight): ops.multiply(p.weight, p.mask)
+                    for p in self.get_prunable_weights()}
+        outer = getattr(_computed, "products", None)
+        _computed.products = {**(outer or {}), **products}
+        try:
+            yield
+        finally:
+            _computed.products = outer
+
+    def last_read(self) -> int:
+        """Stamp of the last read of a masked weight (0: never read); orders calls."""
+        return max((self._owner_of(path)[0].__dict__.get(_READ, 0)
+                    for path in self.prunable_weight_paths()), default=0)
 
     # Keras' Dense/Conv/Embedding override saving to handle quantization and
     # LoRA and would drop the mask; the base `Layer` version saves every
@@ -86,21 +257,6 @@ class MaskedLayer:
         )
 
 
-def add_bias_and_activate(layer, outputs, channels, rank=None):
-    """Bias and activation as Keras' convolutions and dense layers do them.
-
-    `rank` is the number of spatial dimensions for a convolution (the bias is
-    reshaped to broadcast over them), or None for a dense layer.
-    """
-    bias = getattr(layer, "bias", None)
-    if bias is not None:
-        if rank is not None:
-            if layer.data_format == "channels_last":
-                bias_shape = (1,) * (rank + 1) + (channels,)
-            else:
-                bias_shape = (1, channels) + (1,) * rank
-            bias = ops.reshape(bias, bias_shape)
-        outputs = ops.add(outputs, bias)
-    if layer.activation is not None:
-        outputs = layer.activation(outputs)
-    return outputs
+def mask_name(path: str) -> str:
+    """`"cell.kernel"` -> `"cell_kernel_mask"`, `"_query_dense.kernel"` -> `"query_dense_kernel_mask"`."""
+    return "_".join(part.lstrip("_") for part in path.split(".")) + "_mask"
