@@ -1,27 +1,39 @@
 """How much slower training gets when a model's layers are masked.
 
-Trains LeNet-300-100 (Flatten 28x28 -> Dense 300 relu -> Dense 100 relu ->
-Dense 10 softmax, Glorot-normal init) on MNIST twice per backend: once built
-from plain Keras layers, once converted with `keras_lottery.prunable()` and
-pruned to 50% density with `magnitude_prune(rate=0.5)` on every layer. Both
-use batch 60, Adam(1.2e-3) and sparse categorical cross-entropy. After a
-warm-up fit that excludes compilation and tracing, it times one epoch over
-the 60,000 training images per model, alternating plain and masked for
-`--repeats` epochs each, and reports the median seconds per epoch and the
-ratio masked / plain (the target is <= 1.05).
+Trains each model twice per backend: once built from plain Keras layers, once
+with masked layers pruned to 50% density (`magnitude_prune(rate=0.5)` on
+every prunable weight). The models (`--models`):
+
+- `lenet`: LeNet-300-100 (Flatten 28x28 -> Dense 300 relu -> Dense 100 relu
+  -> Dense 10 softmax, Glorot-normal init) on MNIST (`--data`), 60,000 images;
+  the masked model is `keras_lottery.prunable()` of the plain one.
+- `transformer`: `keras_lottery.models.causal_transformer` (token and position
+  embeddings, 2 pre-LayerNorm blocks of causal 4-head attention, width 64,
+  feed-forward 256) on 6,000 random sequences of 64 tokens from 128 ids;
+- `lstm`: `keras_lottery.models.lstm_classifier` (embedding 32, two LSTMs of
+  128 units) on 6,000 random sequences of 32 tokens;
+  for these two the plain model is `keras_lottery.strip()` of the masked one
+  before pruning, so both start from the same weights.
+
+All use batch 60, Adam(1.2e-3) and sparse categorical cross-entropy. After a
+warm-up fit that excludes compilation and tracing, it times one epoch per
+model, alternating plain and masked for `--repeats` epochs each, and reports
+the median seconds per epoch and the ratio masked / plain (the target is
+<= 1.05).
 
 The backend is fixed when Keras is first imported, so the script runs one
 subprocess per backend (KERAS_BACKEND set); each measures both models in the
 same process and prints one JSON line, and the parent prints a table. No
 metrics are compiled, so the ratio is not diluted by metric updates.
 
-On a 2-core CPU without GPU an epoch takes about 0.5 s (JAX) to 2.5 s
-(TensorFlow, PyTorch); the default run (three backends, 3 repeats) takes
-about one minute, `--threads 1 --repeats 5` about a minute and a half.
+On a 2-core CPU without GPU a LeNet epoch takes about 0.5 s (JAX) to 2.5 s
+(TensorFlow, PyTorch); `--models lenet` with three backends and 3 repeats
+takes about one minute; all three models about ten minutes.
 
 Usage:
 
     python benchmarks/masking_overhead.py --data /path/to/mnist.npz
+    python benchmarks/masking_overhead.py --models transformer lstm   # no data needed
     python benchmarks/masking_overhead.py --data mnist.npz --backends jax \\
         --repeats 5 --steps-per-execution 10 --threads 1 --json results.json
     python benchmarks/masking_overhead.py --data mnist.npz --limit 6000  # smoke run
@@ -46,6 +58,8 @@ import time
 from typing import Any
 
 BACKENDS = ("tensorflow", "jax", "torch")
+MODELS = ("lenet", "transformer", "lstm")
+SEQUENCES = 6000  # Examples of the random token data for the sequence models.
 BATCH_SIZE = 60
 LEARNING_RATE = 1.2e-3
 PRUNE_RATE = 0.5
@@ -57,7 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time one training epoch of LeNet-300-100, plain vs masked."
     )
-    parser.add_argument("--data", required=True, help="path to mnist.npz")
+    parser.add_argument("--data", help="path to mnist.npz (needed for the lenet model)")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=list(MODELS),
+        help="models to measure (default: all three)",
+    )
     parser.add_argument(
         "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
         help="backends to measure, one subprocess each (default: all three)",
@@ -93,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeats, --warmup-steps, --steps-per-execution and --threads must be >= 1")
     if args.limit is not None and args.limit < BATCH_SIZE:
         parser.error(f"--limit must be at least the batch size, {BATCH_SIZE}")
+    if "lenet" in args.models and not args.data:
+        parser.error("--data (mnist.npz) is needed for the lenet model; or pass "
+                     "--models transformer lstm")
     return args
 
 
@@ -149,27 +170,50 @@ def backend_version(backend: str) -> str:
     return importlib.import_module(backend).__version__
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Measures plain and masked models in this process's backend."""
-    if args.threads:
-        limit_threads(args.threads)
+SEQUENCE_SHAPES = {  # builder keyword arguments
+    "transformer": dict(vocab_size=128, sequence_length=64, num_classes=10, embed_dim=64,
+                        num_heads=4, ff_dim=256, num_blocks=2),
+    "lstm": dict(vocab_size=128, sequence_length=32, num_classes=10, embed_dim=32, units=128),
+}
+
+
+def build_models(name: str, args: argparse.Namespace):
+    """`(plain, masked, x, y)` for model `name`; `masked` is not pruned yet."""
     import keras
     import numpy as np
 
     import keras_lottery
 
-    with np.load(args.data) as data:
-        x = data["x_train"][: args.limit].astype("float32") / 255.0
-        y = data["y_train"][: args.limit].astype("int32")
+    if name == "lenet":
+        with np.load(args.data) as data:
+            x = data["x_train"][: args.limit].astype("float32") / 255.0
+            y = data["y_train"][: args.limit].astype("int32")
+        return build_lenet(args.seed), keras_lottery.prunable(build_lenet(args.seed)), x, y
+    shape = SEQUENCE_SHAPES[name]
+    rng = np.random.default_rng(args.seed)
+    count = args.limit or SEQUENCES
+    x = rng.integers(0, shape["vocab_size"], (count, shape["sequence_length"])).astype("int32")
+    y = (x[:, 0] % shape["num_classes"]).astype("int32")
+    keras.utils.set_random_seed(args.seed)
+    builder = {"transformer": keras_lottery.models.causal_transformer,
+               "lstm": keras_lottery.models.lstm_classifier}[name]
+    masked = builder(**shape)
+    return keras_lottery.strip(masked), masked, x, y
 
-    plain = build_lenet(args.seed)
-    masked = keras_lottery.prunable(build_lenet(args.seed))
+
+def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
+    """Measures the plain and masked `model_name` models in this process's backend."""
+    import keras
+    import numpy as np
+
+    import keras_lottery
+
+    plain, masked, x, y = build_models(model_name, args)
     masks = keras_lottery.magnitude_prune(keras_lottery.get_weights(masked), rate=PRUNE_RATE)
     keras_lottery.apply_masks(masked, masks)
     density = keras_lottery.sparsity_report(masked).density
     assert abs(density - (1 - PRUNE_RATE)) < 1e-3, f"masked model density {density}"
-    n_masked = len(keras_lottery.masked_layers(masked))
-    assert n_masked == 3, f"expected 3 masked layers, found {n_masked}"
+    assert not keras_lottery.masked_layers(plain), "the plain model has masked layers"
 
     models = {"plain": plain, "masked": masked}
     for model in models.values():
@@ -194,6 +238,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     masked_s = statistics.median(times["masked"])
     return {
         "backend": keras.backend.backend(),
+        "model": model_name,
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,
@@ -217,27 +262,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- parent side
 
 
-def run_backend(backend: str, argv: list[str]) -> dict[str, Any]:
-    """Runs this script as a worker under `backend` and returns its result."""
+def run_backend(backend: str, argv: list[str], models: list[str]) -> list[dict[str, Any]]:
+    """Runs this script as a worker under `backend`; one result per model."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, os.path.abspath(__file__), *argv, "--worker"]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-    return {"backend": backend, "error": f"exit code {done.returncode}:\n{tail}"}
+    results = [json.loads(line[len(RESULT_PREFIX):]) for line in done.stdout.splitlines()
+               if line.startswith(RESULT_PREFIX)]
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+        measured = {r["model"] for r in results}
+        results += [{"backend": backend, "model": m, "error": f"exit code {done.returncode}:\n{tail}"}
+                    for m in models if m not in measured]
+    return results
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    header = ("backend", "plain s/epoch", "masked s/epoch", "ratio", "pair ratios", f"<= {TARGET_RATIO}")
+    header = ("model", "backend", "plain s/epoch", "masked s/epoch", "ratio", "pair ratios",
+              f"<= {TARGET_RATIO}")
     rows = []
     for r in results:
         if "error" in r or "skipped" in r:
-            rows.append((r["backend"], "error" if "error" in r else "skipped", "", "", "", ""))
+            rows.append((r["model"], r["backend"], "error" if "error" in r else "skipped",
+                         "", "", "", ""))
             continue
         pairs = r["pair_ratios"]
         rows.append((
+            r["model"],
             r["backend"],
             f"{r['plain_median_s']:.2f}",
             f"{r['masked_median_s']:.2f}",
@@ -255,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        print(RESULT_PREFIX + json.dumps(measure(args)), flush=True)
+        if args.threads:
+            limit_threads(args.threads)  # Before Keras is imported.
+        for name in args.models:
+            print(RESULT_PREFIX + json.dumps(measure(args, name)), flush=True)
         return 0
 
     worker_argv = [a for a in argv if a != "--worker"]
@@ -263,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backends:
         if backend == "torch" and args.steps_per_execution > 1:
             reason = "Keras' PyTorch backend requires steps_per_execution=1"
-            results.append({"backend": backend, "skipped": reason})
+            results += [{"backend": backend, "model": m, "skipped": reason} for m in args.models]
             continue
         print(f"measuring {backend} ...", file=sys.stderr, flush=True)
-        results.append(run_backend(backend, worker_argv))
+        results += run_backend(backend, worker_argv, args.models)
     print(format_table(results))
     versions: dict[str, str] = {}
     for r in results:
@@ -274,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     for r in results:
         if "skipped" in r:
-            print(f"{r['backend']} skipped: {r['skipped']}")
+            print(f"{r['model']} on {r['backend']} skipped: {r['skipped']}")
         if "error" in r:
-            print(f"\n{r['backend']} failed, {r['error']}", file=sys.stderr)
+            print(f"\n{r['model']} on {r['backend']} failed, {r['error']}", file=sys.stderr)
 
     if args.json:
         report = {
@@ -290,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_size": BATCH_SIZE,
                 "learning_rate": LEARNING_RATE,
                 "prune_rate": PRUNE_RATE,
+                "models": args.models,
+                "sequence_shapes": SEQUENCE_SHAPES,
                 "repeats": args.repeats,
                 "warmup_steps": args.warmup_steps,
                 "steps_per_execution": args.steps_per_execution,

@@ -116,7 +116,16 @@ def _clone_with_variables(model, make_layer):
     pairs = []
 
     def clone(layer):
-        new = make_layer(layer)
+        try:
+            new = make_layer(layer)
+        except Exception as error:  # Whatever a user's `from_config` raises.
+            raise ValueError(
+                f"Expected every layer to rebuild from its config. Received layer "
+                f"{layer.name!r} ({type(layer).__name__}), whose `from_config("
+                f"get_config())` fails: {error}. Give the layer a `get_config()` that "
+                "returns its constructor arguments, or build the model from masked "
+                "layers directly."
+            ) from error
         pairs.append((layer, new))
         return new
 

@@ -30,6 +30,7 @@ from keras_lottery.masks import (
 from keras_lottery.pruning import PruneRates
 from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
 from keras_lottery.run_directory import RunDirectory
+from keras_lottery.sparsity import warn_unmasked
 
 CONTROLS = RECORD_KINDS[1:]
 _REINIT_OFFSET = 1_000_003
@@ -554,7 +555,7 @@ def _prepared(model):
         )
     if not masked_layers(model):
         try:
-            model = prunable(model)
+            model = prunable(model)  # Warns of layers it leaves unmasked.
         except ValueError as error:
             raise ValueError(
                 f"Expected a model with prunable layers. Received none that can be "
@@ -563,9 +564,11 @@ def _prepared(model):
         model.compile_from_config(config)
         if not masked_layers(model):
             raise ValueError(
-                "Expected a model with prunable layers (Dense, Conv, Embedding, "
-                "EinsumDense). Received a model with none."
+                "Expected a model with prunable layers (those with a twin in "
+                "`keras_lottery.layers.MASKED_TWINS`). Received a model with none."
             )
+    else:
+        warn_unmasked(model)
     prunable_variables(model)  # Checks built masks and unique paths.
     optimizer = model.optimizer
     if optimizer.built and int(keras.ops.convert_to_numpy(optimizer.iterations)):

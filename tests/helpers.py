@@ -2,6 +2,8 @@
 
 import keras
 
+import keras_lottery as kl
+
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
@@ -101,3 +103,17 @@ def nested_shared_zoo():
     b = inner(shared(encoder(right)))
     outputs = keras.layers.Dense(2, name="out")(keras.layers.Concatenate()([a, b]))
     return keras.Model([left, right], outputs, name="nested_zoo")
+
+
+class CallOrderNet(keras.Model):
+    """A subclassed model whose attributes come in the opposite order of its calls."""
+
+    def __init__(self, hidden=16, masked=True, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.masked = hidden, masked
+        dense = kl.MaskedDense if masked else keras.layers.Dense
+        self.head = dense(3, activation="softmax", name="head")
+        self.body = dense(hidden, activation="relu", name="body")
+
+    def call(self, x):
+        return self.head(self.body(x))

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import (
+    CallOrderNet,
     attention_zoo,
     conv1d_zoo,
     conv2d_zoo,
@@ -21,6 +22,7 @@ from helpers import (
 
 import keras_lottery as kl
 from keras_lottery import layers as masked
+from keras_lottery.conversion import copy_variables
 
 
 def layer_types(model):
@@ -109,6 +111,21 @@ def test_subclassed_model_gets_a_clear_error():
         kl.prunable(Subclassed())
     with pytest.raises(ValueError, match="Sequential or Functional"):
         kl.strip(Subclassed())
+
+
+def test_a_subclassed_model_exports_by_copying_its_variables():
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype("float32")
+    model, plain = CallOrderNet(), CallOrderNet(masked=False)
+    model(x), plain(x)
+    masks = kl.random_prune(kl.get_masks(model), rate=0.5, seed=0)
+    kl.apply_masks(model, masks)
+    for layer in kl.masked_layers(model):  # Stored values that strip must zero.
+        for weight, _, _ in layer.get_prunable_weights():
+            weight.assign(to_numpy(weight) + 1.0)
+    copy_variables(model, plain)
+    np.testing.assert_allclose(to_numpy(plain(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+    body_mask = next(mask for path, mask in masks.items() if path.endswith("body/kernel"))
+    assert np.all(to_numpy(plain.body.kernel)[~body_mask] == 0)
 
 
 def test_strip_bakes_masks_into_plain_layers(token_batch):
@@ -236,6 +253,25 @@ def test_zoo_strips_to_files_that_load_without_keras_lottery(tmp_path):
     for name, expected in outputs.items():
         np.testing.assert_allclose(np.load(tmp_path / f"{name}_y.npy"), expected,
                                    rtol=1e-6, atol=1e-6)
+
+
+class NoConfig(keras.layers.Layer):
+    def __init__(self, scale):  # Not in a config: cannot be rebuilt.
+        super().__init__()
+        self.scale = scale
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {}
+
+
+def test_a_layer_that_cannot_be_rebuilt_is_named():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(NoConfig(2.0)(inputs)))
+    with pytest.raises(ValueError, match=r"layer 'no_config\w*' \(NoConfig\), whose `from_config"):
+        kl.prunable(model)
 
 
 class Unsupported(keras.layers.Dense):

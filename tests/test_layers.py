@@ -207,8 +207,8 @@ def test_zero_mask_leaves_only_the_bias():
 
 
 def test_lora_and_quantization_are_refused():
-    with pytest.raises(ValueError, match="lora_rank"):
-        kl.MaskedDense(3, lora_rank=2)
+    with pytest.raises(NotImplementedError, match=r"does not support LoRA \(rank 2\)"):
+        kl.MaskedDense(3, lora_rank=2)(keras.Input((4,)))
     layer = kl.MaskedDense(3)
     layer.build((None, 4))
     with pytest.raises(NotImplementedError, match="strip"):

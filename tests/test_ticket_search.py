@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
+from helpers import CallOrderNet, to_numpy
 
 import keras_lottery as kl
 from keras_lottery import state
@@ -327,6 +327,88 @@ def test_plain_keras_model_is_converted():
     s = kl.TicketSearch(plain, X, Y, rounds=1, epochs=1, verbose=0)
     assert isinstance(s.model.get_layer("h"), kl.MaskedDense)
     assert s.run().record(1).density < 1
+
+
+def test_search_over_a_subclassed_model():
+    keras.utils.set_random_seed(0)
+    model = CallOrderNet(name="net")
+    model(X[:1])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    infos = kl.weight_infos(model)
+    # The output layer is the one called last, though defined first.
+    assert infos["net/head/kernel"].is_output and not infos["net/body/kernel"].is_output
+    starts = RoundStarts()
+    s = search(model, rounds=2, controls=["random_reinit"], callbacks=[starts],
+               validation_data=VAL)
+    result = s.run()
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "random_reinit"), (2, "ticket"), (2, "random_reinit")]
+    masks = s._masks_of(2, "ticket")
+    assert masks["net/head/kernel"].sum() == round(48 * 0.9 ** 2)  # The output layer's rate.
+    assert masks["net/body/kernel"].sum() == round(192 * 0.8 ** 2)
+    for i in (0, 1, 3):  # The ticket rounds' trainings.
+        start, round_masks = starts.starts[i], starts.masks[i]
+        for key, value in s.theta0.items():
+            expected = value * round_masks[key] if key in round_masks else value
+            np.testing.assert_array_equal(start[key], expected)
+    stored = kl.get_weights(s.model)
+    for path, mask in masks.items():
+        assert np.all(stored[path][~mask] == 0)
+
+
+def test_an_output_layer_that_cannot_be_found_must_be_named():
+    model = CallOrderNet(name="net")
+    model.body.build((None, 12))
+    model.head.build((None, 16))  # Built without a call: no call order to read.
+    assert all(info.is_output is None for info in kl.weight_infos(model).values())
+    with pytest.raises(ValueError, match=r"output layer is unknown.*by_layer=\{name: rate\}"):
+        kl.rates_for(model, kl.PruneRates(0.2, by_kind={"output": 0.1}))
+    rates = kl.rates_for(model, kl.PruneRates(0.2, by_kind={"output": 0.1}, by_layer={"head": 0.1}))
+    assert rates == {"head/kernel": 0.1, "body/kernel": 0.2}  # Built outside the model.
+
+
+TOKENS = RNG.integers(0, 16, size=(64, 8)).astype("int32")
+TOKEN_LABELS = (TOKENS[:, 0] < 8).astype("int32")
+SEQUENCE_MODELS = {
+    "causal_transformer": lambda: kl.models.causal_transformer(
+        vocab_size=16, sequence_length=8, embed_dim=8, num_heads=2, ff_dim=16),
+    "lstm_classifier": lambda: kl.models.lstm_classifier(
+        vocab_size=16, sequence_length=8, embed_dim=8, units=8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_MODELS))
+def test_search_over_attention_and_recurrent_models(name):
+    """Exact zeros, exact rewinds and the per-kind ladder on real sequence shapes."""
+    keras.utils.set_random_seed(0)
+    model = SEQUENCE_MODELS[name]()
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    starts = RoundStarts()
+    s = kl.TicketSearch(model, TOKENS, TOKEN_LABELS, rounds=2, epochs=1, batch_size=16,
+                        verbose=0, callbacks=[starts], controls=["random_reinit"])
+    s.run()
+    infos = kl.weight_infos(s.model)
+    kinds = {info.kind for info in infos.values()}
+    assert kinds == ({"embedding", "attention", "dense"} if name == "causal_transformer"
+                     else {"embedding", "recurrent_input", "recurrent", "dense"})
+    assert [p for p, info in infos.items() if info.is_output] == ["output/kernel"]
+    for reinit, ticket in ((2, 1), (4, 3)):  # Trainings: 0, 1, 1 reinit, 2, 2 reinit.
+        for path, mask in starts.masks[ticket].items():
+            np.testing.assert_array_equal(starts.masks[reinit][path], mask)
+            assert not np.array_equal(starts.starts[reinit][path], s.theta0[path] * mask)
+            assert np.all(starts.starts[reinit][path][~mask] == 0)
+    for r, i in enumerate((0, 1, 3)):
+        start, masks = starts.starts[i], starts.masks[i]
+        for key, value in s.theta0.items():
+            expected = value * masks[key] if key in masks else value
+            np.testing.assert_array_equal(start[key], expected, err_msg=f"round {r} {key}")
+        for path, mask in masks.items():
+            rate = 0.1 if path == "output/kernel" else 0.2
+            assert abs(mask.sum() - mask.size * (1 - rate) ** r) <= 1, (r, path)
+    stored = kl.get_weights(s.model)
+    for path, mask in starts.masks[-1].items():
+        assert np.all(stored[path][~mask] == 0), path
+        assert np.count_nonzero(stored[path][mask]) == mask.sum(), path
 
 
 class Batches(keras.utils.PyDataset):

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
+from keras_lottery.pruning import WEIGHT_KINDS
+
 # Instance attributes of a weight's owner, set directly in `__dict__` so that
 # Keras does not track them as state: `{attribute: mask variable}`, and the
 # stamp of the last read (the call order, to find a model's output layer).
@@ -125,6 +127,16 @@ class MaskedLayer:
         # class in the hierarchy defines it. `wraps` keeps its signature,
         # which Keras inspects to record the build shapes for loading.
         build = getattr(cls, "build", None)  # None in a mixin of mixins
+        if getattr(build, "_is_default", False):
+            # Keras marks a layer without `build` built at construction, so
+            # there would be no moment after its weights exist to mask them.
+            raise TypeError(
+                f"Expected {cls.__name__} to implement `build()`, a MaskedLayer makes "
+                "its masks right after it. Received a layer without one: define "
+                "`build(self, input_shape)` creating the weights (or building the "
+                "sublayers) that `prunable_weights` names; it may do nothing if "
+                "`__init__` already made them."
+            )
         if build is not None and not getattr(build, "_keras_lottery_builds_masks", False):
             @functools.wraps(build)
             def build_then_mask(self, *args, **kwargs):
@@ -138,20 +150,14 @@ class MaskedLayer:
         """`{attribute path: kind}` of this layer's prunable weights."""
         return dict(self.prunable_weights)
 
-    def __new__(cls, *args, **kwargs):
-        # LoRA adds a low-rank delta to the kernel that the mask would not
-        # cover; refuse it rather than train weights the mask says are gone.
-        # Checked here, not in `__init__`, to leave the twin's signature alone.
-        if kwargs.get("lora_rank"):
-            raise ValueError(
-                f"{cls.__name__} does not support LoRA. Expected "
-                f"`lora_rank=None`. Received: lora_rank={kwargs['lora_rank']}"
-            )
-        return super().__new__(cls, *args, **kwargs)
-
     def _build_masks(self):
         own = {id(v) for v in self.weights}
-        for path in self.prunable_weight_paths():
+        for path, kind in self.prunable_weight_paths().items():
+            if kind not in WEIGHT_KINDS:
+                raise ValueError(
+                    f"Expected the kinds in `prunable_weights` of {type(self).__name__} "
+                    f"among {WEIGHT_KINDS}. Received {path!r}: {kind!r}"
+                )
             name = mask_name(path)
             if name in self.__dict__:
                 continue  # A subclass's build already made it.
@@ -160,12 +166,18 @@ class MaskedLayer:
                 variable = stored_variable(owner, attribute)
             except AttributeError:
                 variable = None
-            if not isinstance(variable, keras.Variable) or id(variable) not in own:
+            problem = (
+                "missing" if variable is None
+                else f"a {type(variable).__name__}" if not isinstance(variable, keras.Variable)
+                else "a variable of another layer" if id(variable) not in own
+                else "masked already" if attribute in owner.__dict__.get(_MASKS, {})
+                else None
+            )
+            if problem:
                 raise ValueError(
                     f"Expected `prunable_weights` of {type(self).__name__} to name "
                     f"variables of layer {self.name!r}, created with `add_weight`. "
-                    f"Received {path!r}, which after build is "
-                    f"{'missing' if variable is None else type(variable).__name__}."
+                    f"Received {path!r}, which after build is {problem}."
                 )
             mask = self.add_weight(
                 name=name, shape=variable.shape, initializer="ones",
@@ -250,9 +262,10 @@ class MaskedLayer:
         )
 
     def enable_lora(self, rank, *args, **kwargs):
+        # Also what `lora_rank=` gets, when the Keras layer's build calls this.
         raise NotImplementedError(
-            f"{type(self).__name__} does not support LoRA: the low-rank "
-            "update would bypass the mask. Call `keras_lottery.strip(model)` "
+            f"{type(self).__name__} does not support LoRA (rank {rank}): the "
+            "low-rank update would bypass the mask. Call `keras_lottery.strip(model)` "
             "first, then enable LoRA on the plain Keras model."
         )
 

@@ -1,4 +1,5 @@
-"""The paper's networks, built from masked layers, and a registry of them by name.
+"""The paper's networks, built from masked layers, and a registry of them by name;
+and two small sequence classifiers (a causal transformer, an LSTM) beside them.
 
 Every builder returns a built functional model whose layers have fixed
 names, so that variable paths (`"fc1/kernel"`) are stable keys on disk.
@@ -9,6 +10,7 @@ from keras_lottery.models.dropout import DropoutConfig
 from keras_lottery.models.lenet import lenet_300_100
 from keras_lottery.models.mlp import mlp
 from keras_lottery.models.resnet import resnet18
+from keras_lottery.models.sequence import causal_transformer, lstm_classifier
 from keras_lottery.models.vgg import vgg19
 
 # Builders by the names runs and presets refer to them by.
@@ -50,11 +52,13 @@ def get(name, /, **kwargs):
 __all__ = [
     "DropoutConfig",
     "NETWORKS",
+    "causal_transformer",
     "conv2",
     "conv4",
     "conv6",
     "get",
     "lenet_300_100",
+    "lstm_classifier",
     "mlp",
     "resnet18",
     "vgg19",
