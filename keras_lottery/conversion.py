@@ -131,7 +131,8 @@ def _clone_with_variables(model, make_layer):
 
     new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for old, new in pairs:
-        if old.built:
+        # Ops on symbolic tensors (`keras.ops.cumsum(...)`) are cloned too; they hold no state.
+        if isinstance(old, keras.layers.Layer) and old.built:
             copy_variables(old, new)
     return new_model
 

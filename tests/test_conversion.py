@@ -184,6 +184,12 @@ ZOO = {
                             "out/kernel"]),
     "nested_shared": (nested_shared_zoo, ["encoder/enc/kernel", "inner_dense/kernel",
                                           "shared/kernel", "out/kernel"]),
+    # Embeddings, attention and ops (the positions) in the graph.
+    "transformer": (lambda: kl.strip(kl.models.causal_transformer(
+        vocab_size=12, sequence_length=6, embed_dim=4, ff_dim=8)), [
+        "token_embedding/embeddings", "position_embedding/embeddings",
+        *(f"attention_0/{p}/kernel" for p in ("query", "key", "value", "attention_output")),
+        "ff_0_up/kernel", "ff_0_down/kernel", "output/kernel"]),
 }
 
 
@@ -200,7 +206,8 @@ def randomized(model):
 
 def zoo_inputs(model):
     rng = np.random.default_rng(6)
-    x = [rng.normal(size=(3, *x.shape[1:])).astype("float32") for x in model.inputs]
+    x = [rng.integers(0, 6, size=(3, *x.shape[1:])).astype(x.dtype) if "int" in x.dtype
+         else rng.normal(size=(3, *x.shape[1:])).astype("float32") for x in model.inputs]
     return x if len(x) > 1 else x[0]
 
 
