@@ -36,12 +36,15 @@ from keras_lottery.layers import (
     MaskedEmbedding,
     MaskedGroupQueryAttention,
     MaskedGRU,
+    MaskedGRUCell,
     MaskedLayer,
     MaskedLSTM,
+    MaskedLSTMCell,
     MaskedMultiHeadAttention,
     MaskedSeparableConv1D,
     MaskedSeparableConv2D,
     MaskedSimpleRNN,
+    MaskedSimpleRNNCell,
 )
 from keras_lottery.masks import (
     apply_masks,

@@ -48,17 +48,20 @@ def prunable(model, exclude: Iterable[str] | Callable | None = None):
     >>> model = keras_lottery.prunable(keras_model, exclude=["embedding"])
     """
     _check_graph_model(model, "prunable")
-    should_skip = _exclusion(model, exclude)
+    is_excluded = _exclusion(model, exclude)
+    excluded = _subtrees(model, is_excluded)
 
     def to_masked(layer):
+        if id(layer) in excluded:
+            return _rebuilt(type(layer), layer.get_config(), layer)
         twin = MASKED_TWINS.get(type(layer))
-        if twin is None or should_skip(layer):
+        if twin is None:
             return _with_inner_layers(layer, to_masked)
         _check_convertible(layer)
-        return twin.from_config(layer.get_config())
+        return _rebuilt(twin, layer.get_config(), layer)
 
     converted = _clone_with_variables(model, to_masked)
-    warn_unmasked(converted, should_skip)
+    warn_unmasked(converted, is_excluded)
     return converted
 
 
@@ -75,24 +78,50 @@ def strip(model):
 
     Returns:
         A new model of the same structure and the same predictions.
+
+    Raises:
+        ValueError: for a masked layer of your own, which has no plain Keras
+            twin to become.
     """
     _check_graph_model(model, "strip")
 
     def to_plain(layer):
         plain = _PLAIN_TWINS.get(type(layer))
-        if plain is None:
-            return _with_inner_layers(layer, to_plain)
-        return plain.from_config(layer.get_config())
+        if plain is not None:
+            return _rebuilt(plain, layer.get_config(), layer)
+        if isinstance(layer, MaskedLayer):
+            raise ValueError(
+                f"Expected masked layers with a plain Keras twin. Received layer "
+                f"{layer.name!r} ({type(layer).__name__}), a masked layer of your own: "
+                "build its plain version and copy the variables in with "
+                "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`, "
+                "which bakes the masks in."
+            )
+        return _with_inner_layers(layer, to_plain)
 
     return _clone_with_variables(model, to_plain)
+
+
+def _rebuilt(cls, config, layer):
+    """`cls.from_config(config)`, or an error naming `layer` if that fails."""
+    try:
+        return cls.from_config(config)
+    except Exception as error:  # Whatever a user's `from_config` raises.
+        raise ValueError(
+            f"Expected every layer to rebuild from its config. Received layer "
+            f"{layer.name!r} ({type(layer).__name__}), whose `from_config("
+            f"get_config())` fails: {error}. Give the layer a `get_config()` that "
+            "returns its constructor arguments, or build the model from masked "
+            "layers directly."
+        ) from error
 
 
 def _with_inner_layers(layer, convert):
     """A new `layer` of the same class, the layers in its config converted.
 
     A wrapper's config holds its inner layers serialized (`Bidirectional`'s
-    `layer` and `backward_layer`, `TimeDistributed`'s `layer`, lists of
-    them): each is rebuilt, converted, and serialized back.
+    `layer` and `backward_layer`, `TimeDistributed`'s `layer`, an RNN's
+    `cell`, lists of them): each is rebuilt, converted, and serialized back.
     """
     config = layer.get_config()
     for key, value in config.items():
@@ -100,7 +129,7 @@ def _with_inner_layers(layer, convert):
             config[key] = type(value)(_converted_config(item, convert) for item in value)
         else:
             config[key] = _converted_config(value, convert)
-    return layer.__class__.from_config(config)
+    return _rebuilt(type(layer), config, layer)
 
 
 def _converted_config(value, convert):
@@ -116,16 +145,7 @@ def _clone_with_variables(model, make_layer):
     pairs = []
 
     def clone(layer):
-        try:
-            new = make_layer(layer)
-        except Exception as error:  # Whatever a user's `from_config` raises.
-            raise ValueError(
-                f"Expected every layer to rebuild from its config. Received layer "
-                f"{layer.name!r} ({type(layer).__name__}), whose `from_config("
-                f"get_config())` fails: {error}. Give the layer a `get_config()` that "
-                "returns its constructor arguments, or build the model from masked "
-                "layers directly."
-            ) from error
+        new = make_layer(layer)
         pairs.append((layer, new))
         return new
 
@@ -170,6 +190,8 @@ def copy_variables(source, target) -> None:
             values[id(weight)] = values[id(weight)] * (keras.ops.convert_to_numpy(mask) != 0)
     for old, new in zip(sources, targets):
         new.assign(values[id(old)])
+    for old, new in zip(_rnn_states(source), _rnn_states(target)):
+        new.assign(old)  # A stateful RNN's states, which Keras does not track.
     if source_masked and target_masked:
         for old, new in itertools.zip_longest(source_masked, target_masked):
             if old is None or new is None or tuple(old.mask.shape) != tuple(new.mask.shape):
@@ -177,6 +199,12 @@ def copy_variables(source, target) -> None:
                     f"Expected the copy of layer {source.name!r} to have the same masks."
                 )
             new.mask.assign(old.mask)
+
+
+def _rnn_states(layer):
+    return [state for inner in layer._flatten_layers(include_self=True)
+            if getattr(inner, "stateful", False) for state in (getattr(inner, "states", None) or [])
+            if isinstance(state, keras.Variable)]
 
 
 def _prunable(layer):
@@ -206,6 +234,7 @@ def _check_graph_model(model, function):
 
 
 def _exclusion(model, exclude):
+    """`layer -> bool`: True for the layers `exclude` names (or selects)."""
     if exclude is None:
         return lambda layer: False
     if callable(exclude):
@@ -221,6 +250,16 @@ def _exclusion(model, exclude):
             f"Received unknown names: {unknown}"
         )
     return lambda layer: layer.name in names
+
+
+def _subtrees(model, selected):
+    """Ids of the layers `selected` picks and of every layer inside them
+    (an excluded wrapper or nested model stays dense as a whole)."""
+    ids = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if id(layer) not in ids and selected(layer):
+            ids.update(id(inner) for inner in layer._flatten_layers(include_self=True))
+    return ids
 
 
 def _check_convertible(layer):

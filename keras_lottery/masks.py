@@ -191,3 +191,12 @@ def _output_layers(model) -> list | None:
         node = operation._inbound_nodes[history.node_index]
         stack.extend(node.input_tensors)
     return found
+
+
+def __getattr__(name):
+    # `sparsity_report` and `SparsityReport` moved to `keras_lottery.sparsity`.
+    if name in ("sparsity_report", "SparsityReport"):
+        from keras_lottery import sparsity
+
+        return getattr(sparsity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ import dataclasses
 import warnings
 from collections.abc import Mapping
 
+import keras
 import numpy as np
 
 from keras_lottery.layers import NOT_PRUNED, MaskedLayer
@@ -155,28 +156,37 @@ def unmasked_weights(model) -> list:
     return [v for v in model.trainable_weights if id(v) not in masked]
 
 
-def unmasked_layers(model) -> list:
+def unmasked_layers(model, skip=lambda layer: False) -> list:
     """`[(layer, weight count), ...]`: layers holding trainable weights that stay dense.
 
-    Every layer outside the masked layers, normalization layers excepted
-    (their scales and offsets are left dense by design, like biases), that
-    owns trainable variables of its own. A masked layer's other weights
-    (biases, its cell's bias) are never listed.
+    Each is a layer of `model` (of a nested model, not a layer inside another
+    layer: a wrapper or an RNN is named, not its cell) whose trainable weights
+    include some that no masked layer covers. A masked layer's other weights
+    (biases, its cell's bias) and normalization layers, left dense by design
+    like biases, are not counted.
+
+    Args:
+        model: the model to look through.
+        skip: `layer -> bool`, True for layers not to name (those `exclude=`
+            left dense on purpose).
     """
+    covered = {id(w) for layer in model._flatten_layers(include_self=True, recursive=True)
+               if isinstance(layer, (MaskedLayer, *NOT_PRUNED)) for w in layer.weights}
     found, seen = [], set()
     stack = [model]
     while stack:
         layer = stack.pop()
-        if id(layer) in seen or isinstance(layer, (MaskedLayer, *NOT_PRUNED)):
+        if id(layer) in seen or skip(layer):
             continue
         seen.add(id(layer))
-        # `_flatten_layers` is how Keras itself walks a layer's direct sublayers.
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
-        inner = {id(w) for child in children for w in child.trainable_weights}
-        own = [w for w in layer.trainable_weights if id(w) not in inner]
-        if own:
-            found.append((layer, sum(int(np.prod(w.shape)) for w in own)))
-        stack.extend(reversed(children))
+        if isinstance(layer, keras.Model):
+            # `_flatten_layers` is how Keras itself walks a model's own layers.
+            stack.extend(reversed(list(layer._flatten_layers(include_self=False,
+                                                             recursive=False))))
+            continue
+        dense = [w for w in layer.trainable_weights if id(w) not in covered]
+        if dense:
+            found.append((layer, sum(int(np.prod(w.shape)) for w in dense)))
     return found
 
 
@@ -188,7 +198,7 @@ def warn_unmasked(model, skip=lambda layer: False) -> None:
         skip: `layer -> bool`, True for layers the user left unmasked on
             purpose (`exclude=`): those are not named.
     """
-    layers = [(layer, count) for layer, count in unmasked_layers(model) if not skip(layer)]
+    layers = unmasked_layers(model, skip)
     if not layers:
         return
     named = ", ".join(f"{layer.name!r} ({type(layer).__name__}, {count:,} weights)"

@@ -45,11 +45,14 @@ def token_functional():
 
 
 def recurrent_zoo():
-    """Bidirectional(LSTM), GRU, SimpleRNN, TimeDistributed(Dense), LayerNorm."""
+    """Bidirectional(LSTM), GRU, SimpleRNN, RNN(stacked cells), TimeDistributed(Dense), LayerNorm."""
     inputs = keras.Input((6, 3))
     x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True, name="lstm"), name="bilstm")(inputs)
     x = keras.layers.GRU(3, return_sequences=True, name="gru")(x)
     x = keras.layers.SimpleRNN(3, return_sequences=True, name="rnn")(x)
+    cells = [keras.layers.LSTMCell(3, name="c1"), keras.layers.GRUCell(3, name="c2"),
+             keras.layers.SimpleRNNCell(3, name="c3")]
+    x = keras.layers.RNN(cells, return_sequences=True, name="stacked")(x)
     x = keras.layers.TimeDistributed(keras.layers.Dense(2, name="step_dense"), name="per_step")(x)
     x = keras.layers.LayerNormalization(name="ln")(x)
     outputs = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(x))

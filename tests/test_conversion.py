@@ -172,6 +172,8 @@ ZOO = {
         "bilstm/backward_lstm/lstm_cell/kernel", "bilstm/backward_lstm/lstm_cell/recurrent_kernel",
         "gru/gru_cell/kernel", "gru/gru_cell/recurrent_kernel",
         "rnn/simple_rnn_cell/kernel", "rnn/simple_rnn_cell/recurrent_kernel",
+        *(f"stacked/stacked_rnn_cells/{cell}/{kernel}" for cell in ("c1", "c2", "c3")
+          for kernel in ("kernel", "recurrent_kernel")),
         "per_step/step_dense/kernel", "out/kernel"]),
     "attention": (attention_zoo, [f"{layer}/{p}/kernel" for layer in ("mha", "gqa")
                                   for p in ("query", "key", "value", "attention_output")
@@ -304,3 +306,56 @@ def test_layers_left_unmasked_are_named_in_a_warning():
     assert report.prunable_share == pytest.approx(10 / (10 + 85))
     assert [(layer.name, count) for layer, count in kl.unmasked_layers(converted)] == [
         ("custom", 30), ("prelu", 6), ("excluded", 35)]
+
+
+def test_an_excluded_wrapper_or_nested_model_stays_dense_as_a_whole():
+    model = recurrent_zoo()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = kl.prunable(model, exclude=["bilstm", "stacked"])
+    assert not [w for w in caught if "unmasked" in str(w.message)]
+    assert not [p for p in kl.get_masks(converted) if p.startswith(("bilstm", "stacked"))]
+    assert "gru/gru_cell/kernel" in kl.get_masks(converted)
+    nested = kl.prunable(nested_shared_zoo(), exclude=["inner"])
+    assert sorted(kl.get_masks(nested)) == ["encoder/enc/kernel", "out/kernel", "shared/kernel"]
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery_tests")
+class MyCell(keras.layers.LSTMCell):
+    """A user's subclass of a cell: not converted, since it may compute otherwise."""
+
+
+def test_layers_inside_wrappers_are_named_by_the_wrapper():
+    inputs = keras.Input((5, 3))
+    outputs = keras.layers.RNN(MyCell(4), name="custom_rnn")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(outputs))
+    # The cell's kernels 3x16 and 4x16 and its bias 16: named by the RNN, not the cell.
+    with pytest.warns(UserWarning, match=r"layers unmasked.*: 'custom_rnn' \(RNN, 128 weights\)\."):
+        kl.prunable(model)
+
+
+def test_strip_refuses_a_masked_layer_of_your_own():
+    from test_masked_layer import Bilinear
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, Bilinear(name="bilinear")(inputs))
+    with pytest.raises(ValueError, match=r"layer 'bilinear' \(Bilinear\), a masked layer of your own"):
+        kl.strip(model)
+
+
+def test_a_stateful_rnn_copies_its_states():
+    inputs = keras.Input((4, 3), batch_size=2)
+    model = keras.Model(inputs, keras.layers.LSTM(5, stateful=True, name="lstm")(inputs))
+    x = np.random.default_rng(1).normal(size=(2, 4, 3)).astype("float32")
+    model(x)  # The states now hold the last call's.
+    converted = kl.prunable(model)
+    np.testing.assert_allclose(to_numpy(converted(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_lora_is_named_as_lora_when_converting():
+    inputs = keras.Input((3,))
+    layer = keras.layers.Dense(2, name="adapted")
+    model = keras.Model(inputs, layer(inputs))
+    layer.enable_lora(1)
+    with pytest.raises(ValueError, match=r"Received layer 'adapted' with LoRA enabled"):
+        kl.prunable(model)

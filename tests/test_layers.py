@@ -102,9 +102,37 @@ def random_masks(layer, density=0.5):
             for p in layer.get_prunable_weights()}
 
 
+CELLS = (masked.MaskedLSTMCell, masked.MaskedGRUCell, masked.MaskedSimpleRNNCell)
+
+
 def test_every_twin_is_tested():
-    tested = {case[0] for case in CASES.values()}
+    tested = {case[0] for case in CASES.values()} | set(CELLS)
     assert set(masked.MASKED_TWINS.values()) - tested == {masked.MaskedConvLSTM3D}
+
+
+def test_cells_inside_an_rnn(tmp_path):
+    """Masked cells own their masks; stacked in an RNN they keep every invariant."""
+    inputs = keras.Input((5, 3))
+    rnn = keras.layers.RNN([cell(4, name=f"c{i}") for i, cell in enumerate(CELLS)], name="rnn")
+    model = keras.Model(inputs, keras.layers.Dense(1)(rnn(inputs)))
+    x = normal(8, 5, 3)
+    masks = kl.random_prune(kl.get_masks(model), rate=0.5, seed=4)
+    assert len(masks) == 6 and {info.kind for info in kl.weight_infos(model).values()} == {
+        "recurrent_input", "recurrent"}
+    kl.apply_masks(model, masks)
+    plain = kl.strip(model)
+    np.testing.assert_array_equal(to_numpy(plain(x)), to_numpy(model(x)))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    model.fit(x, np.ones((8, 1)), batch_size=4, epochs=2, verbose=0)
+    stored = kl.get_weights(model)
+    for path, mask in masks.items():
+        assert np.all(stored[path][~mask] == 0) and np.count_nonzero(stored[path][mask]) == mask.sum()
+    model.save(tmp_path / "cells.keras")
+    loaded = keras.models.load_model(tmp_path / "cells.keras")
+    # By position: Keras reloads stacked cells under shorter paths ("c0/kernel").
+    for loaded_mask, mask in zip(kl.get_masks(loaded).values(), masks.values(), strict=True):
+        np.testing.assert_array_equal(loaded_mask, mask)
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -207,8 +235,10 @@ def test_zero_mask_leaves_only_the_bias():
 
 
 def test_lora_and_quantization_are_refused():
-    with pytest.raises(NotImplementedError, match=r"does not support LoRA \(rank 2\)"):
+    with pytest.raises(ValueError, match=r"does not support LoRA.*Received: lora_rank=2"):
         kl.MaskedDense(3, lora_rank=2)(keras.Input((4,)))
+    with pytest.raises(ValueError, match=r"cannot be quantized.*dtype='int8_from_float32'"):
+        kl.MaskedDense(3, dtype="int8_from_float32")(keras.Input((4,)))
     layer = kl.MaskedDense(3)
     layer.build((None, 4))
     with pytest.raises(NotImplementedError, match="strip"):

@@ -136,3 +136,47 @@ def test_a_masked_layer_without_build_is_refused_at_definition():
     with pytest.raises(TypeError, match="implement `build\\(\\)`"):
         class NoBuild(kl.MaskedLayer, keras.layers.Layer):
             prunable_weights = {"w": "dense"}
+
+
+class WithProperty(keras.layers.Layer):
+    @property
+    def kernel(self):  # Computes: a mask on it would silently replace this.
+        return self._kernel * 2
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: type("Collide", (kl.MaskedLayer, keras.layers.Layer), {
+        "prunable_weights": {"a_b.kernel": "dense", "a.b_kernel": "dense"},
+        "build": lambda self, shape: None}),
+     ValueError, "own mask name. Received 'a_b.kernel' and 'a.b_kernel', both 'a_b_kernel_mask'"),
+    (lambda: type("Prop", (kl.MaskedLayer, WithProperty), {
+        "prunable_weights": {"kernel": "dense"}, "build": lambda self, shape: None}),
+     TypeError, "Received 'kernel', a property of Prop's bases"),
+    (lambda: type("Method", (kl.MaskedLayer, keras.layers.Layer), {
+        "prunable_weights": {"call": "dense"}, "build": lambda self, shape: None}),
+     TypeError, "Received 'call', a function of Method's bases"),
+    (lambda: type("Kind", (kl.MaskedLayer, keras.layers.Layer), {
+        "prunable_weights": {"w": "Dense"}, "build": lambda self, shape: None}),
+     ValueError, "Received 'w': 'Dense'"),
+])
+def test_declarations_that_cannot_work_are_refused_at_definition(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_an_attribute_named_like_a_mask_is_refused():
+    class Shadowed(kl.MaskedLayer, keras.layers.Layer):
+        prunable_weights = {"w": "dense"}
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.w_mask = None  # Would have hidden the mask, leaving `w` dense.
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(3, 3), name="w")
+
+        def call(self, x):
+            return x @ self.w
+
+    with pytest.raises(ValueError, match="to get a mask named 'w_mask', a name the layer already uses"):
+        Shadowed()(np.ones((2, 3), "float32"))

@@ -30,11 +30,9 @@ def data(n=120):
 
 
 def effective_kernels(model):
-    return {
-        weight.path: to_numpy(layer.masked(weight.name))
-        for layer in kl.masked_layers(model)
-        for weight, _, _ in layer.get_prunable_weights()
-    }
+    """What each masked layer computes with: its kernel as its own `call` reads it."""
+    return {layer.kernel_mask.path.removesuffix("_mask"): to_numpy(layer.kernel)
+            for layer in kl.masked_layers(model)}
 
 
 def test_apply_masks_zeroes_stored_weights_and_reads_back():

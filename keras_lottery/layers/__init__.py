@@ -2,8 +2,8 @@
 
 `MASKED_TWINS` maps each supported Keras layer class to its masked twin;
 `prunable()` and `strip()` convert through it. Layers that wrap others
-(`Bidirectional`, `TimeDistributed`, your own wrappers) need no twin: their
-inner layers are converted. `docs/layers.md` says how to add a layer.
+(`Bidirectional`, `TimeDistributed`, `RNN(cell)`, `StackedRNNCells`, your own
+wrappers) need no twin: their inner layers are converted. `docs/layers.md` says how to add a layer.
 """
 
 import keras
@@ -29,8 +29,11 @@ from keras_lottery.layers.recurrent import (
     MaskedConvLSTM2D,
     MaskedConvLSTM3D,
     MaskedGRU,
+    MaskedGRUCell,
     MaskedLSTM,
+    MaskedLSTMCell,
     MaskedSimpleRNN,
+    MaskedSimpleRNNCell,
 )
 
 _ALL_TWINS = (
@@ -38,8 +41,8 @@ _ALL_TWINS = (
     MaskedConv3D, MaskedConv3DTranspose, MaskedConvLSTM1D, MaskedConvLSTM2D,
     MaskedConvLSTM3D, MaskedDense, MaskedDepthwiseConv1D, MaskedDepthwiseConv2D,
     MaskedEinsumDense, MaskedEmbedding, MaskedGroupQueryAttention, MaskedGRU,
-    MaskedLSTM, MaskedMultiHeadAttention, MaskedSeparableConv1D,
-    MaskedSeparableConv2D, MaskedSimpleRNN,
+    MaskedGRUCell, MaskedLSTM, MaskedLSTMCell, MaskedMultiHeadAttention,
+    MaskedSeparableConv1D, MaskedSeparableConv2D, MaskedSimpleRNN, MaskedSimpleRNNCell,
 )
 # Each supported Keras layer and its masked twin (the twin's direct Keras
 # base). Exact classes only: a user's subclass of `Dense` may compute

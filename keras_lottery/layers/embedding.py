@@ -1,7 +1,6 @@
 """Masked twin of `keras.layers.Embedding`."""
 
 import keras
-from keras import ops
 
 from keras_lottery.layers.masked_layer import MaskedLayer
 
@@ -11,8 +10,12 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
     """`keras.layers.Embedding` whose table is multiplied by `embeddings_mask`.
 
     Takes exactly the arguments of `keras.layers.Embedding` (LoRA and
-    quantization excepted). Reading `layer.embeddings` (to tie an output
-    projection to the table, say) gives the masked table.
+    quantization excepted). The whole table is multiplied by its mask before
+    the lookup: that costs one pass over the table per step (as the
+    optimizer's update does), where masking the looked-up rows would cost
+    two passes over every lookup, far more for the usual vocabularies.
+    Reading `layer.embeddings` (to tie an output projection to the table,
+    say) gives the masked table.
 
     Example:
 
@@ -23,12 +26,3 @@ class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
     """
 
     prunable_weights = {"embeddings": "embedding"}
-
-    def call(self, inputs):
-        if inputs.dtype != "int32" and inputs.dtype != "int64":
-            inputs = ops.cast(inputs, "int32")
-        # Gather rows of the table and of the mask, then multiply: the cost
-        # scales with the batch, not with the vocabulary.
-        rows = ops.take(self._embeddings, inputs, axis=0)
-        row_masks = ops.take(self.embeddings_mask, inputs, axis=0)
-        return ops.cast(ops.multiply(rows, row_masks), dtype=self.compute_dtype)

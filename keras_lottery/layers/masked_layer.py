@@ -72,7 +72,8 @@ class MaskedWeight:
         mask = owner.__dict__.get(_MASKS, {}).get(self.name)
         if mask is None:
             return variable
-        owner.__dict__[_READ] = next(_read_stamps)
+        if not _compiling():
+            owner.__dict__[_READ] = next(_read_stamps)
         computed = getattr(_computed, "products", None)
         if computed and id(variable) in computed:
             return computed[id(variable)]
@@ -82,6 +83,28 @@ class MaskedWeight:
         owner.__dict__[self.name] = value
 
 
+def _compiling():
+    """Whether torch.compile is tracing: a write to a layer's `__dict__` there
+    breaks its graph (and recompiles), so reads are not stamped while it does.
+    The only backend-specific line of the masking; eager and traced reads
+    (JAX, TensorFlow) are stamped."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return torch.compiler.is_compiling()
+
+
+def _refuse(what):
+    def refuse(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"Layer {self.name!r} is inside a masked layer and cannot {what}. Call "
+            "`keras_lottery.strip(model)` first, then do it on the plain Keras model."
+        )
+
+    return refuse
+
+
 @functools.cache
 def _masked_view(cls, names):
     """`cls` with `MaskedWeight` descriptors for `names`: what a layer inside a
@@ -89,10 +112,12 @@ def _masked_view(cls, names):
 
     It keeps the name and module of `cls`, so the inner layer still
     serializes as plain Keras; its masks belong to the outer masked layer.
+    LoRA and quantization, which would bypass the masks, are refused.
     """
     namespace = {name: MaskedWeight(name) for name in names}
     namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__,
-                     _keras_lottery_view_of=cls)
+                     _keras_lottery_view_of=cls, enable_lora=_refuse("enable LoRA"),
+                     quantize=_refuse("be quantized"))
     return type(cls.__name__, (cls,), namespace)
 
 
@@ -120,7 +145,9 @@ class MaskedLayer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for path in cls.__dict__.get("prunable_weights", {}):
+        declared = cls.__dict__.get("prunable_weights", {})
+        _check_declaration(cls, declared)
+        for path in declared:
             if "." not in path:
                 setattr(cls, path, MaskedWeight(path))
         # Masks are made right after the Keras twin's own build, whichever
@@ -140,6 +167,7 @@ class MaskedLayer:
         if build is not None and not getattr(build, "_keras_lottery_builds_masks", False):
             @functools.wraps(build)
             def build_then_mask(self, *args, **kwargs):
+                self._check_maskable()
                 build(self, *args, **kwargs)
                 self._build_masks()
 
@@ -150,18 +178,31 @@ class MaskedLayer:
         """`{attribute path: kind}` of this layer's prunable weights."""
         return dict(self.prunable_weights)
 
+    def _check_maskable(self):
+        # A LoRA delta or a quantized kernel would bypass the mask; refuse both
+        # before the Keras build makes them.
+        if getattr(self, "lora_rank", None):
+            raise ValueError(
+                f"{type(self).__name__} does not support LoRA. Expected "
+                f"`lora_rank=None`. Received: lora_rank={self.lora_rank}"
+            )
+        if getattr(self, "quantization_mode", None):
+            raise ValueError(
+                f"{type(self).__name__} cannot be quantized while masked. Expected a "
+                f"float dtype policy. Received: dtype={self.dtype_policy.name!r}; "
+                "quantize the plain model that `keras_lottery.strip(model)` returns."
+            )
+
     def _build_masks(self):
+        paths = self.prunable_weight_paths()
+        _check_declaration(type(self), paths)
         own = {id(v) for v in self.weights}
-        for path, kind in self.prunable_weight_paths().items():
-            if kind not in WEIGHT_KINDS:
-                raise ValueError(
-                    f"Expected the kinds in `prunable_weights` of {type(self).__name__} "
-                    f"among {WEIGHT_KINDS}. Received {path!r}: {kind!r}"
-                )
-            name = mask_name(path)
-            if name in self.__dict__:
-                continue  # A subclass's build already made it.
+        for path in paths:
             owner, attribute = self._owner_of(path)
+            name = mask_name(path)
+            if self.__dict__.get(name) is not None and (
+                    owner.__dict__.get(_MASKS, {}).get(attribute) is self.__dict__[name]):
+                continue  # Made by the build of a class this one extends.
             try:
                 variable = stored_variable(owner, attribute)
             except AttributeError:
@@ -171,6 +212,8 @@ class MaskedLayer:
                 else f"a {type(variable).__name__}" if not isinstance(variable, keras.Variable)
                 else "a variable of another layer" if id(variable) not in own
                 else "masked already" if attribute in owner.__dict__.get(_MASKS, {})
+                else f"to get a mask named {name!r}, a name the layer already uses"
+                if name in self.__dict__
                 else None
             )
             if problem:
@@ -185,7 +228,14 @@ class MaskedLayer:
             )
             setattr(self, name, mask)
             owner.__dict__.setdefault(_MASKS, {})[attribute] = mask
-            if not isinstance(getattr(type(owner), attribute, None), MaskedWeight):
+            if owner is self and not isinstance(getattr(type(self), attribute, None), MaskedWeight):
+                raise TypeError(
+                    f"Expected {type(self).__name__} to declare {path!r} in its class's "
+                    "`prunable_weights`: a weight of the layer itself is masked where the "
+                    "class reads it. Received it from `prunable_weight_paths()` only."
+                )
+            if owner is not self and not isinstance(getattr(type(owner), attribute, None),
+                                                    MaskedWeight):
                 # A layer inside this one: make its reads of the weight masked.
                 base = getattr(type(owner), "_keras_lottery_view_of", type(owner))
                 names = tuple(sorted(owner.__dict__[_MASKS]))
@@ -218,11 +268,6 @@ class MaskedLayer:
             found.append(PrunableWeight(stored_variable(owner, attribute),
                                         getattr(self, mask_name(path)), kind))
         return found
-
-    def masked(self, path):
-        """The weight at `path` multiplied by its mask, as a tensor."""
-        owner, attribute = self._owner_of(path)
-        return ops.multiply(stored_variable(owner, attribute), getattr(self, mask_name(path)))
 
     @contextlib.contextmanager
     def masked_once(self):
@@ -268,6 +313,45 @@ class MaskedLayer:
             "low-rank update would bypass the mask. Call `keras_lottery.strip(model)` "
             "first, then enable LoRA on the plain Keras model."
         )
+
+
+def _check_declaration(cls, paths):
+    """Refuses, when the class is defined, declarations that cannot work."""
+    if not isinstance(paths, dict):
+        raise TypeError(
+            f"Expected `prunable_weights` of {cls.__name__} to be a dict "
+            f"{{attribute path: kind}}. Received: {paths!r}"
+        )
+    names = {}
+    for path, kind in paths.items():
+        if kind not in WEIGHT_KINDS:
+            raise ValueError(
+                f"Expected the kinds in `prunable_weights` of {cls.__name__} among "
+                f"{WEIGHT_KINDS}. Received {path!r}: {kind!r}"
+            )
+        name = mask_name(path)
+        if name in names:
+            raise ValueError(
+                f"Expected `prunable_weights` of {cls.__name__} to give each weight its "
+                f"own mask name. Received {names[name]!r} and {path!r}, both {name!r}."
+            )
+        names[name] = path
+        if "." in path:
+            continue
+        inherited = next((base.__dict__[path] for base in cls.__mro__[1:]
+                          if path in base.__dict__), None)
+        # Keras' own `kernel`/`embeddings` properties return the stored
+        # variable (LoRA and quantization aside, both refused); a property or
+        # method of yours computes something the mask would silently replace.
+        keras_property = isinstance(inherited, property) and inherited.fget.__module__.startswith(
+            "keras.")
+        if inherited is not None and not keras_property and not isinstance(inherited, MaskedWeight):
+            raise TypeError(
+                f"Expected `prunable_weights` of {cls.__name__} to name attributes that "
+                f"hold variables. Received {path!r}, a {type(inherited).__name__} of "
+                f"{cls.__name__}'s bases: declare the attribute that stores the variable, "
+                "and read that one in `call`."
+            )
 
 
 def mask_name(path: str) -> str:

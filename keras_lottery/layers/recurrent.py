@@ -1,10 +1,12 @@
-"""Masked twins of Keras' recurrent layers: LSTM, GRU, SimpleRNN and ConvLSTM.
+"""Masked twins of Keras' recurrent layers and cells: LSTM, GRU, SimpleRNN, ConvLSTM.
 
-The weights live in the layer's cell; the masks belong to the layer and are
+A layer's weights live in its cell; the masks belong to the layer and are
 multiplied in wherever the cell (or a backend's fused kernel, such as cuDNN)
 reads them. The input kernel and the recurrent kernel are separate kinds,
 `"recurrent_input"` and `"recurrent"`, so their prune rates can differ.
-Wrap one in `keras.layers.Bidirectional` as you would the Keras layer.
+Wrap one in `keras.layers.Bidirectional` as you would the Keras layer. The
+masked cells are for `keras.layers.RNN(cell)` and `StackedRNNCells`; there
+each cell owns its masks.
 """
 
 import keras
@@ -55,3 +57,27 @@ class MaskedConvLSTM2D(_MaskedRecurrent, keras.layers.ConvLSTM2D):
 @keras.saving.register_keras_serializable(package="keras_lottery")
 class MaskedConvLSTM3D(_MaskedRecurrent, keras.layers.ConvLSTM3D):
     """`keras.layers.ConvLSTM3D` with its cell's kernels masked, as `MaskedLSTM`."""
+
+
+_KERNELS = {"kernel": "recurrent_input", "recurrent_kernel": "recurrent"}
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery")
+class MaskedLSTMCell(MaskedLayer, keras.layers.LSTMCell):
+    """`keras.layers.LSTMCell` whose `kernel` and `recurrent_kernel` are masked."""
+
+    prunable_weights = _KERNELS
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery")
+class MaskedGRUCell(MaskedLayer, keras.layers.GRUCell):
+    """`keras.layers.GRUCell` whose `kernel` and `recurrent_kernel` are masked."""
+
+    prunable_weights = _KERNELS
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery")
+class MaskedSimpleRNNCell(MaskedLayer, keras.layers.SimpleRNNCell):
+    """`keras.layers.SimpleRNNCell` whose `kernel` and `recurrent_kernel` are masked."""
+
+    prunable_weights = _KERNELS
