@@ -50,9 +50,13 @@ class IterationCounter(keras.callbacks.Callback):
 class PeriodicEvaluation(IterationCounter):
     """Evaluates every `every` iterations (or each epoch end) and at the end.
 
-    Records `curves`: `{"iteration": [...], "val_loss": [...],
-    "val_accuracy": [...], "test_loss": [...], "test_accuracy": [...]}`
-    (test entries only with `test_data`).
+    Records `curves`: `{"iteration": [...], "val_loss": [...], "val_<metric>":
+    [...], "test_loss": [...], ...}`, one entry per evaluation point, with the
+    model's compiled loss and metrics (test entries only with `test_data`).
+    With `epoch_logs=True` it also evaluates at each epoch end (unless it just
+    did) and puts the latest `val_*` and `test_*` values into that epoch's
+    `logs`, where callbacks after it (EarlyStopping, ModelCheckpoint,
+    ReduceLROnPlateau, CSVLogger, TensorBoard) find them under Keras' names.
 
     Args:
         validation_data: data for `keras_lottery.evaluation.evaluate`.
@@ -60,21 +64,23 @@ class PeriodicEvaluation(IterationCounter):
         every: iterations between evaluations; None evaluates at each
             epoch end. Defaults to None.
         batch_size: batch size for array data. Defaults to 1000.
+        epoch_logs: also evaluate at epoch ends and fill the epoch's logs.
+            Defaults to True.
     """
 
-    def __init__(self, validation_data, test_data=None, every=None, batch_size=1000):
+    def __init__(self, validation_data, test_data=None, every=None, batch_size=1000,
+                 epoch_logs=True):
         super().__init__()
         self.sets = {"val": validation_data}
         if test_data is not None:
             self.sets["test"] = test_data
         self.every = every
         self.batch_size = batch_size
+        self.epoch_logs = epoch_logs
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.curves = {"iteration": []}
-        for name in self.sets:
-            self.curves[f"{name}_loss"], self.curves[f"{name}_accuracy"] = [], []
 
     def on_train_batch_end(self, batch, logs=None):
         before = self.iteration
@@ -83,20 +89,25 @@ class PeriodicEvaluation(IterationCounter):
             self._record()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.every:
+        if not self.every or (self.epoch_logs and not self._recorded_now()):
             self._record()
+        if self.epoch_logs and logs is not None:
+            logs.update({key: values[-1] for key, values in self.curves.items()
+                         if key != "iteration"})
 
     def on_train_end(self, logs=None):
-        if not self.curves["iteration"] or self.curves["iteration"][-1] != self.iteration:
+        if not self._recorded_now():
             self._record()
+
+    def _recorded_now(self):
+        return bool(self.curves["iteration"]) and self.curves["iteration"][-1] == self.iteration
 
     def _record(self):
         model = self.model  # Syncs the variables on JAX.
         self.curves["iteration"].append(self.iteration)
         for name, data in self.sets.items():
-            scores = evaluate(model, data, self.batch_size)
-            self.curves[f"{name}_loss"].append(scores["loss"])
-            self.curves[f"{name}_accuracy"].append(scores["accuracy"])
+            for metric, value in evaluate(model, data, self.batch_size).items():
+                self.curves.setdefault(f"{name}_{metric}", []).append(value)
 
 
 class CaptureState(IterationCounter):

@@ -143,12 +143,12 @@ def _closest_preset(network, dataset):
 
 
 def _load(directory):
-    from keras_lottery.results import SearchResult
+    from keras_lottery.run_directory import load_result
 
-    path = pathlib.Path(directory) / "result.json"
-    if not path.exists():
-        raise SystemExit(f"keras-lottery: no result.json in {directory}: not a run directory")
-    return SearchResult.from_json(path.read_text())
+    try:
+        return load_result(directory)
+    except ValueError as error:
+        raise SystemExit(f"keras-lottery: {error}") from None
 
 
 def _report(args) -> int:

@@ -1,8 +1,10 @@
-"""Loss and accuracy of a model on held-out data, outside `model.evaluate`.
+"""A model's compiled loss and metrics on held-out data, outside `model.evaluate`.
 
-`model.evaluate` resets the metrics `fit` is accumulating, so it cannot be
-called every N iterations in the middle of an epoch; this computes the
-compiled loss and top-1 accuracy from `predict_on_batch` instead.
+`model.evaluate` resets the metrics `fit` is accumulating, so it cannot run
+every N iterations in the middle of an epoch. `evaluate` here computes what it
+would (the compiled loss with the regularization losses, and every compiled
+metric under Keras' names) from `predict_on_batch`, and puts the running
+metrics back as they were.
 """
 
 import keras
@@ -10,37 +12,59 @@ import numpy as np
 
 
 def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
-    """`{"loss": ..., "accuracy": ...}` of `model` on `data`.
+    """`{"loss": ..., <metric name>: ...}` of `model` on `data`, as `model.evaluate` gives.
 
     Args:
-        model: a compiled single-output classifier.
-        data: `(x, y)` arrays, a `tf.data.Dataset`, a `keras.utils.PyDataset`
-            or any iterable of `(x, y)` batches (a torch `DataLoader`).
-        batch_size: batch size used to split `(x, y)` arrays.
+        model: a compiled model: any loss (logits or probabilities, binary,
+            multi-label, regression, several outputs) and any compiled metrics.
+        data: `(x, y)` or `(x, y, sample_weight)` arrays, a `tf.data.Dataset`,
+            a `keras.utils.PyDataset` or any iterable of such batches (a
+            torch `DataLoader`).
+        batch_size: batch size used to split arrays. Defaults to `1000`.
+
+    Returns:
+        The loss (averaged over examples as `model.evaluate` does) and every
+        compiled metric, keyed by Keras' names (`"accuracy"`, `"mae"`, ...).
     """
-    loss_fn = keras.losses.get(model.loss)
-    total_loss, correct, count = 0.0, 0, 0
-    for x, y in batches(data, batch_size):
-        # numpy in, whatever the loader gave: a torch tensor cannot enter a JAX step.
-        x = keras.tree.map_structure(to_numpy, x)
-        predictions = keras.ops.convert_to_numpy(model.predict_on_batch(x))
-        y = to_numpy(y)
-        n = len(predictions)
-        loss = loss_fn(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(predictions))
-        total_loss += float(np.mean(keras.ops.convert_to_numpy(loss))) * n
-        correct += int(np.sum(_predicted_class(predictions) == _true_class(y, predictions)))
-        count += n
-    if count == 0:
-        raise ValueError("Expected evaluation data with at least one example. Received none.")
-    return {"loss": total_loss / count, "accuracy": correct / count}
+    saved = [np.array(keras.ops.convert_to_numpy(v)) for v in model.metrics_variables]
+    try:
+        for metric in model.metrics:
+            metric.reset_state()
+        total, count = 0.0, 0
+        for x, y, weight in batches(data, batch_size):
+            # numpy in, whatever the loader gave: a torch tensor cannot enter a JAX step.
+            x, y = keras.tree.map_structure(to_numpy, x), keras.tree.map_structure(to_numpy, y)
+            if weight is not None:
+                weight = to_numpy(weight)
+            predictions = model.predict_on_batch(x)
+            loss = model.compute_loss(x=x, y=y, y_pred=predictions, sample_weight=weight)
+            model.compute_metrics(x, y, predictions, sample_weight=weight)
+            n = len(keras.tree.flatten(x)[0])
+            total += float(keras.ops.convert_to_numpy(loss)) * n
+            count += n
+        if count == 0:
+            raise ValueError("Expected evaluation data with at least one example. Received none.")
+        results = {}
+        for name, value in model.get_metrics_result().items():
+            results[name] = float(keras.ops.convert_to_numpy(value))
+        results["loss"] = total / count  # The loss tracker is `fit`'s alone.
+        return results
+    finally:
+        for variable, value in zip(model.metrics_variables, saved):
+            variable.assign(value)
 
 
 def batches(data, batch_size: int):
-    """Yields `(x, y)` batches from any of the forms `evaluate` accepts."""
+    """Yields `(x, y, sample_weight or None)` from any of the forms `evaluate` accepts."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3):
         x, y = data[0], data[1]
-        for start in range(0, len(y), batch_size):
-            yield x[start : start + batch_size], y[start : start + batch_size]
+        weight = data[2] if len(data) == 3 else None
+        size = len(keras.tree.flatten(x)[0])
+        for start in range(0, size, batch_size):
+            part = slice(start, start + batch_size)
+            yield (keras.tree.map_structure(lambda a: a[part], x),
+                   keras.tree.map_structure(lambda a: a[part], y),
+                   None if weight is None else weight[part])
         return
     if hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset
         iterator = data.as_numpy_iterator()
@@ -49,7 +73,7 @@ def batches(data, batch_size: int):
     else:
         iterator = iter(data)
     for batch in iterator:
-        yield batch[0], batch[1]
+        yield batch[0], batch[1], batch[2] if len(batch) > 2 else None
 
 
 def to_numpy(value) -> np.ndarray:
@@ -57,15 +81,3 @@ def to_numpy(value) -> np.ndarray:
         value = value.detach().cpu() if hasattr(value, "detach") else value
         return np.asarray(value.numpy())
     return np.asarray(value)
-
-
-def _predicted_class(predictions):
-    if predictions.ndim == 1 or predictions.shape[-1] == 1:
-        return (predictions.reshape(len(predictions)) > 0.5).astype(int)
-    return np.argmax(predictions, axis=-1)
-
-
-def _true_class(y, predictions):
-    if y.ndim == predictions.ndim and y.ndim > 1 and y.shape[-1] == predictions.shape[-1] > 1:
-        return np.argmax(y, axis=-1)  # one-hot labels
-    return y.reshape(predictions.shape[:-1] if predictions.ndim > 1 else predictions.shape).astype(int)

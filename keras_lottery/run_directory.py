@@ -1,11 +1,13 @@
-"""A search's directory on disk, written so that an interruption loses nothing.
+"""Where a search keeps what it has done: on disk (resumable) or in memory.
 
 Every file is written to a temporary name and renamed into place, so a file
-either exists whole or not at all; a record file is written last and marks
-its round finished.
+either exists whole or not at all; a round's record is written after its
+masks and trained state and marks it finished; `result.json` is rewritten
+from the records whenever a search opens the directory, so it is never
+stale for long, and `load_result` reads the records themselves.
 
 Layout:
-    search.json                 the configuration a resume must match
+    search.json                 the fingerprint a resume must match (keras_lottery.resume)
     theta0.npz, rewind.npz      initial state and rewind state (if not θ0)
     rounds/003_ticket.json      one record per trained network
     rounds/003_ticket_masks.npz its masks (also for random pruning)
@@ -13,6 +15,7 @@ Layout:
     result.json                 all records so far (SearchResult)
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -20,8 +23,13 @@ import tempfile
 
 import numpy as np
 
+from keras_lottery import resume
+from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
+
 
 class RunDirectory:
+    """Files of a search on disk, each written whole or not at all."""
+
     def __init__(self, path):
         self.path = pathlib.Path(path)
 
@@ -64,3 +72,147 @@ class RunDirectory:
         except BaseException:
             pathlib.Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class MemoryDirectory:
+    """The same files, kept in memory: a search without a directory resumes
+    from here when `run()` is called again."""
+
+    def __init__(self):
+        self.path = "memory"
+        self.files = {}
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def write_json(self, name: str, data) -> None:
+        self.files[name] = json.loads(json.dumps(data, default=repr))
+
+    def read_json(self, name: str):
+        return self.files[name]
+
+    def write_arrays(self, name: str, arrays: dict) -> None:
+        self.files[name] = {k: np.array(v) for k, v in arrays.items()}
+
+    def read_arrays(self, name: str) -> dict:
+        return dict(self.files[name])
+
+    def list(self, folder: str, suffix: str) -> list:
+        prefix = folder.rstrip("/") + "/"
+        return sorted(name[len(prefix):] for name in self.files
+                      if name.startswith(prefix) and name.endswith(suffix))
+
+    def remove(self, name: str) -> None:
+        self.files.pop(name, None)
+
+
+class SearchStore:
+    """A search's records, masks and states in a `RunDirectory` or `MemoryDirectory`.
+
+    `open` starts a new search there or resumes the one found, after
+    checking its fingerprint; arrays saved under other layer paths (a model
+    rebuilt with Keras' automatic names) are read under the current ones.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+        self._rename = {}
+        self._cache = {}
+
+    def open(self, fingerprint: dict, theta0: dict, read_only: bool = False) -> list:
+        """Starts or resumes; returns the records already on file.
+
+        `read_only` neither starts a search nor compares the data sets.
+        """
+        if not self.directory.exists("search.json"):
+            if read_only:
+                raise ValueError(
+                    f"Expected a search to read from. Received {self.directory.path}, where "
+                    "none has run yet: call `run()` first."
+                )
+            # θ0 first: search.json marks a complete start.
+            self.directory.write_arrays("theta0.npz", theta0)
+            self.directory.write_json("search.json", fingerprint)
+            self._rename = {}
+            return []
+        saved = self.directory.read_json("search.json")
+        found = [d for d in resume.differences(saved, fingerprint)
+                 if not (read_only and d.startswith("data."))]
+        if found:
+            why = resume.explain(found, saved, fingerprint)
+            raise ValueError(
+                f"Expected the search saved in {self.directory.path} to resume. Received "
+                f"another one (differs in {found}{': ' + why if why else ''}). Use a new "
+                "directory (or a new TicketSearch), or the same settings, model and data."
+            )
+        self._rename = resume.path_translation(saved, fingerprint)
+        records = [self._translated_record(RoundRecord(**self.directory.read_json(f"rounds/{n}")))
+                   for n in self.directory.list("rounds", ".json")]
+        records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
+        return records
+
+    def read(self, name: str) -> dict:
+        """Arrays saved as `name`, keyed by the current model's paths."""
+        if name not in self._cache:
+            arrays = self.directory.read_arrays(name)
+            self._cache[name] = {self._rename.get(k, k): v for k, v in arrays.items()}
+        return self._cache[name]
+
+    def write(self, name: str, arrays: dict) -> None:
+        back = {new: old for old, new in self._rename.items()}
+        self.directory.write_arrays(name, {back.get(k, k): v for k, v in arrays.items()})
+        self._cache[name] = dict(arrays)
+
+    def exists(self, name: str) -> bool:
+        return name in self._cache or self.directory.exists(name)
+
+    def has(self, round_: int, kind: str) -> bool:
+        """Whether a training is finished: its record is on file."""
+        return self.directory.exists(f"rounds/{round_:03d}_{kind}.json")
+
+    def masks(self, round_: int, kind: str) -> dict:
+        return self.read(f"rounds/{round_:03d}_{kind}_masks.npz")
+
+    def save_training(self, record: RoundRecord, masks: dict, trained: dict | None = None,
+                      stale: str | None = None) -> None:
+        """Masks, then the trained state (ticket rounds), then the record that
+        marks the training finished; then the no longer needed `stale` file."""
+        name = f"rounds/{record.round:03d}_{record.kind}"
+        self.write(f"{name}_masks.npz", masks)
+        if trained is not None:
+            self.write(f"trained/{record.round:03d}.npz", trained)
+        back = {new: old for old, new in self._rename.items()}
+        saved = dataclasses.replace(record, layer_densities={
+            back.get(k, k): v for k, v in record.layer_densities.items()})
+        self.directory.write_json(f"{name}.json", dataclasses.asdict(saved))
+        if stale:
+            self.directory.remove(stale)
+            self._cache.pop(stale, None)
+
+    def save_result(self, records: list, config: dict) -> None:
+        self.directory.write_json("result.json", {
+            "config": config, "records": [dataclasses.asdict(r) for r in records]})
+
+    def _translated_record(self, record):
+        return dataclasses.replace(record, layer_densities={
+            self._rename.get(k, k): v for k, v in record.layer_densities.items()})
+
+
+def load_result(path) -> SearchResult:
+    """The `SearchResult` of the run directory at `path`, from its records.
+
+    Read from the records themselves, not `result.json`, which a kill at the
+    wrong moment leaves one training behind until the search is run again.
+    """
+    directory = RunDirectory(path)
+    if not directory.exists("search.json"):
+        raise ValueError(
+            f"Expected a run directory (with search.json). Received {path}, which has none: "
+            "not a run directory, or one whose search never started."
+        )
+    saved = directory.read_json("search.json")
+    records = [RoundRecord(**directory.read_json(f"rounds/{name}"))
+               for name in directory.list("rounds", ".json")]
+    records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
+    config = {**saved.get("config", {}), "backend": saved.get("backend")}
+    return SearchResult(records, config)

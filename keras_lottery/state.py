@@ -12,7 +12,7 @@ import numpy as np
 from keras_lottery.masks import masked_layers
 
 
-def _state_variables(model) -> dict:
+def state_variables(model) -> dict:
     """`{key: variable}` for every non-mask variable.
 
     Weights are keyed by path. Other state (seed-generator states) is keyed by
@@ -39,13 +39,13 @@ def snapshot(model) -> dict[str, np.ndarray]:
     """`{key: array}` copies of every model variable except the masks."""
     return {
         key: np.array(keras.ops.convert_to_numpy(variable))
-        for key, variable in _state_variables(model).items()
+        for key, variable in state_variables(model).items()
     }
 
 
 def restore(model, state: dict[str, np.ndarray]) -> None:
     """Assigns a `snapshot` back, after checking it matches the model exactly."""
-    variables = _state_variables(model)
+    variables = state_variables(model)
     if set(state) != set(variables):
         raise ValueError(
             "Expected a snapshot of this model. Received one whose variables "
@@ -76,7 +76,7 @@ def fresh_initialization(model, seed: int) -> dict[str, np.ndarray]:
             "Expected a Sequential or Functional model for a fresh "
             f"initialization (random_reinit). Received {type(model).__name__}: {error}"
         ) from None
-    own, fresh = _state_variables(model), list(_state_variables(clone).values())
+    own, fresh = state_variables(model), list(state_variables(clone).values())
     if len(fresh) != len(own) or any(
         tuple(a.shape) != tuple(b.shape) for a, b in zip(own.values(), fresh)
     ):

@@ -40,10 +40,10 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
 
     original = TicketSearch._train_ticket
 
-    def interrupted(self, round_, masks):
+    def interrupted(self, trainer, round_, masks):
         if round_ == 2:
             raise KeyboardInterrupt  # as if stopped while training round 2
-        return original(self, round_, masks)
+        return original(self, trainer, round_, masks)
 
     out = tmp_path / "run"
     monkeypatch.setattr(TicketSearch, "_train_ticket", interrupted)

@@ -58,7 +58,7 @@ def test_density_ladder_is_exact_per_layer():
     sizes = {"mlp/fc1/kernel": 480, "mlp/fc2/kernel": 800, "mlp/out/kernel": 60}
     for record in result.tickets():
         r = record.round
-        masks = s._masks_of(r, "ticket")
+        masks = s.masks(r, "ticket")
         for path, size in sizes.items():
             rate = 0.1 if path == "mlp/out/kernel" else 0.2
             assert abs(masks[path].sum() - size * (1 - rate) ** r) <= 1, (r, path)
@@ -134,11 +134,16 @@ class OptimizerStarts(keras.callbacks.Callback):
         self.states.append({v.path.split("/", 1)[1]: to_numpy(v) for v in optimizer.variables})
 
 
-def test_an_already_trained_optimizer_is_replaced():
+def test_a_trained_model_is_refused_unless_its_weights_are_meant_as_theta0():
     model = compiled_mlp()
     model.fit(X, Y, epochs=1, verbose=0)
-    s = search(model, rounds=1)
-    assert int(to_numpy(s.model.optimizer.iterations)) == 0
+    with pytest.raises(ValueError, match=r"untrained model.*taken 7 steps.*initial_weights='current'"):
+        search(model, rounds=1)
+    pretrained = kl.get_weights(model)
+    s = search(model, rounds=1, initial_weights="current")
+    assert int(to_numpy(s.model.optimizer.iterations)) == 0  # A fresh optimizer.
+    for path, value in pretrained.items():
+        np.testing.assert_array_equal(s.theta0[path], value)  # Rewinds to the pretrained weights.
 
 
 class StateAt(keras.callbacks.Callback):
@@ -177,7 +182,7 @@ def test_controls_reinit_and_random_pruning():
         assert not np.array_equal(starts.starts[2][path], starts.starts[1][path])
         assert np.all(starts.starts[2][path][~mask] == 0)
     fresh = state.fresh_initialization(
-        s.model, kl.ticket_search._seed(0, 1, "random_reinit") + kl.ticket_search._REINIT_OFFSET)
+        s.model, kl.training.seed_for(0, 1, "random_reinit") + kl.training.REINIT_OFFSET)
     np.testing.assert_array_equal(
         starts.starts[2]["mlp/fc1/kernel"],
         fresh["mlp/fc1/kernel"] * ticket_masks["mlp/fc1/kernel"])
@@ -194,7 +199,7 @@ def test_one_shot_prunes_each_density_from_the_dense_run():
     s = search(one_shot=[0.5, 0.2], callbacks=[starts])
     result = s.run()
     assert [r.round for r in result.tickets()] == [0, 1, 2]
-    dense_trained = s._trained_weights(0)
+    dense_trained = s._trained(0)
     for i, target in [(1, 0.5), (2, 0.2)]:
         masks = starts.masks[i]
         # The overall density is the target, to within rounding...
@@ -216,7 +221,7 @@ def test_global_pruning_and_target_density():
     result = s.run()
     densities = [r.density for r in result.tickets()]
     assert densities[-1] <= 0.55 < densities[-2]  # stopped at the target
-    masks = s._masks_of(len(densities) - 1, "ticket")
+    masks = s.masks(len(densities) - 1, "ticket")
     assert masks["mlp/out/kernel"].all()  # rate 0 excludes it from the ranking
     chosen = masks["mlp/fc1/kernel"].sum() + masks["mlp/fc2/kernel"].sum()
     assert abs(chosen - 1280 * 0.8 ** (len(densities) - 1)) <= 1
@@ -283,7 +288,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(tmp_path):
             (tmp_path / "full" / "result.json").read_text()).records]
     for r in range(4):
         for kind in ["ticket", "random_pruning"] if r else ["ticket"]:
-            expected, got = full._masks_of(r, kind), resumed._masks_of(r, kind)
+            expected, got = full.masks(r, kind), resumed.masks(r, kind)
             for path in expected:
                 np.testing.assert_array_equal(got[path], expected[path], err_msg=f"{r} {kind}")
     for key, value in full.theta0.items():
@@ -312,7 +317,7 @@ def test_ticket_is_ready_to_train():
     s = search(rounds=1)
     s.run()
     model = s.ticket(1)
-    masks = s._masks_of(1, "ticket")
+    masks = s.masks(1, "ticket")
     for path, mask in kl.get_masks(model).items():
         np.testing.assert_array_equal(mask, masks[path])
         np.testing.assert_array_equal(kl.get_weights(model)[path], s.theta0[path] * mask)
@@ -343,7 +348,7 @@ def test_search_over_a_subclassed_model():
     result = s.run()
     assert [(r.round, r.kind) for r in result.records] == [
         (0, "ticket"), (1, "ticket"), (1, "random_reinit"), (2, "ticket"), (2, "random_reinit")]
-    masks = s._masks_of(2, "ticket")
+    masks = s.masks(2, "ticket")
     assert masks["net/head/kernel"].sum() == round(48 * 0.9 ** 2)  # The output layer's rate.
     assert masks["net/body/kernel"].sum() == round(192 * 0.8 ** 2)
     for i in (0, 1, 3):  # The ticket rounds' trainings.

@@ -1,0 +1,137 @@
+"""Whether a saved search may be resumed: a fingerprint of everything that decides its numbers.
+
+The fingerprint holds the search's settings, the model's compile
+configuration (optimizer with its schedule, loss, metrics), a fingerprint of
+every data set (shapes, dtypes and a hash of a sample), the backend, the
+file format, and the model's variables by position (shape and dtype): not
+by path, since Keras names layers afresh (`dense_2`, `dense_3`) each time a
+model is built in the same process. Paths are kept beside, to translate a
+saved search's arrays to the rebuilt model's paths.
+"""
+
+import hashlib
+import json
+import re
+
+import keras
+import numpy as np
+
+from keras_lottery.search_config import json_roundtrip
+
+FORMAT = 2  # Bumped when the run directory's layout changes.
+
+
+def fingerprint(model, config, compile_config, keys, data) -> dict:
+    """What a resume must match.
+
+    Args:
+        model: the masked model.
+        config: the `SearchConfig`.
+        compile_config: `model.get_compile_config()` as the search took it.
+        keys: `{state key: variable}` of the model (`state.state_variables`).
+        data: `{"x": ..., "y": ..., "validation": ..., "test": ...}`.
+    """
+    return json_roundtrip({
+        "format": FORMAT,
+        "backend": keras.backend.backend(),
+        "config": config.to_json(),
+        "compile": _comparable(compile_config),
+        "data": {name: data_fingerprint(value) for name, value in data.items()},
+        "model": [[list(v.shape), str(v.dtype)] for v in keys.values()],
+        "paths": list(keys),
+    })
+
+
+def differences(saved: dict, current: dict) -> list[str]:
+    """What differs between two fingerprints, named for the user: settings by
+    name (`"rounds"`), then `"compile"`, `"data.x"`, `"backend"`, `"model"`."""
+    found = sorted(
+        key for key in set(saved.get("config", {})) | set(current["config"])
+        if saved.get("config", {}).get(key) != current["config"].get(key)
+    )
+    for part in ("format", "backend", "compile", "model"):
+        if saved.get(part) != current[part]:
+            found.append(part)
+    for name in current["data"]:
+        if saved.get("data", {}).get(name) != current["data"][name]:
+            found.append(f"data.{name}")
+    return found
+
+
+def explain(differences_found, saved, current) -> str:
+    """A sentence per difference that the plain key would not make clear."""
+    notes = []
+    if "model" in differences_found:
+        notes.append(
+            f"the saved search's model has {len(saved.get('model', []))} variables "
+            f"({_shapes(saved.get('model', []))}), this one {len(current['model'])} "
+            f"({_shapes(current['model'])})"
+        )
+    if "backend" in differences_found:
+        notes.append(f"it was run on {saved.get('backend')}, this is {current['backend']}: "
+                     "the same seed gives other numbers on another backend")
+    if "format" in differences_found:
+        notes.append(f"it was written by another version of keras-lottery (format "
+                     f"{saved.get('format', 1)}, this one writes {current['format']})")
+    for name in ("x", "y", "validation", "test"):
+        if f"data.{name}" in differences_found:
+            notes.append(f"the {name} data differ ({_describe(saved['data'].get(name))} then, "
+                         f"{_describe(current['data'][name])} now)")
+    return "; ".join(notes)
+
+
+def path_translation(saved: dict, current: dict) -> dict:
+    """`{saved path: current path}` where the two models differ only by names."""
+    return {old: new for old, new in zip(saved["paths"], current["paths"]) if old != new}
+
+
+def data_fingerprint(data) -> dict | None:
+    """Shapes, dtypes and a hash of a sample of `data` (arrays), or what can be
+    known of it without iterating (datasets and loaders)."""
+    if data is None:
+        return None
+    if isinstance(data, (tuple, list)) and not hasattr(data, "shape"):
+        return {"parts": [data_fingerprint(part) for part in data]}
+    if isinstance(data, dict):
+        return {"parts": {key: data_fingerprint(value) for key, value in sorted(data.items())}}
+    if hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__len__"):
+        array = np.asarray(keras.ops.convert_to_numpy(data)) if not isinstance(
+            data, np.ndarray) else data
+        rows = np.unique(np.linspace(0, len(array) - 1, min(len(array), 256)).astype(int))
+        sample = np.ascontiguousarray(array[rows]) if len(array) else array
+        return {"shape": list(array.shape), "dtype": str(array.dtype),
+                "sample_sha256": hashlib.sha256(sample.tobytes()).hexdigest()}
+    if hasattr(data, "element_spec"):  # tf.data.Dataset
+        return {"type": "tf.data.Dataset", "element_spec": str(data.element_spec),
+                "cardinality": int(data.cardinality())}
+    found = {"type": type(data).__name__}
+    if hasattr(data, "__len__"):
+        found["length"] = len(data)
+    return found
+
+
+def _comparable(compile_config):
+    """The compile configuration without what differs between two builds of one model."""
+    config = json_roundtrip(compile_config)
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+        optimizer["config"].pop("name", None)  # Numbered per process: adam, adam_1, ...
+    # A loss or metric given as an object without a config serializes as its
+    # repr, whose memory address differs in every process.
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(config)))
+
+
+def _shapes(model):
+    return ", ".join("x".join(map(str, shape)) or "scalar" for shape, _ in model[:6]) + (
+        ", ..." if len(model) > 6 else "")
+
+
+def _describe(data):
+    if not data:
+        return "none"
+    if "shape" in data:
+        return f"shape {tuple(data['shape'])} {data['dtype']}"
+    if "parts" in data:
+        parts = data["parts"].values() if isinstance(data["parts"], dict) else data["parts"]
+        return ", ".join(_describe(part) for part in parts)
+    return data.get("type", "?")

@@ -1,0 +1,118 @@
+"""What a ticket search is asked to do: its settings, checked before any work.
+
+`SearchConfig` holds everything that decides a search's masks and records;
+a resumed search must match it. `check_settings` refuses bad input with the
+argument's name, what was expected and what was received.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from keras_lottery.pruning import PruneRates
+from keras_lottery.results import RECORD_KINDS
+
+CONTROLS = RECORD_KINDS[1:]
+PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
+MODES = ("auto", "min", "max")
+INITIAL_WEIGHTS = (None, "current")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides a search's masks and records; a resume must match it."""
+
+    rounds: int = 5  # Pruned rounds after the dense round 0 (iterative), at most.
+    target_density: float | None = None  # Stop once overall density <= this.
+    prune_rates: PruneRates = PAPER_RATES  # Rate per round, per layer.
+    global_pruning: bool = False  # Rank weights across layers instead of per layer.
+    one_shot: tuple | None = None  # Densities to prune straight to from the dense run.
+    rewind_step: int = 0  # Iteration of the dense run survivors rewind to.
+    eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
+    monitor: str = "val_loss"  # The early-stop criterion's quantity.
+    mode: str = "auto"  # Whether `monitor` is best at its "min" or "max"; "auto" guesses.
+    seed: int = 0  # Seeds every training (data order, dropout) and the controls.
+    fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
+
+    def to_json(self) -> dict:
+        """The configuration as it reads back from a JSON file."""
+        return json_roundtrip(dataclasses.asdict(self))
+
+    @property
+    def best(self):
+        """`np.argmin` or `np.argmax`: the early-stop point of a `monitor` curve."""
+        mode = self.mode
+        if mode == "auto":  # As Keras' EarlyStopping guesses: accuracy-like is maxed.
+            mode = "max" if any(k in self.monitor for k in ("acc", "auc", "precision",
+                                                            "recall")) else "min"
+        return np.argmax if mode == "max" else np.argmin
+
+
+def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
+                   monitor, mode, seed, verbose, initial_weights):
+    """Refuses bad settings; returns `one_shot` and `controls` as tuples."""
+    check_int("rounds", rounds, 1)
+    check_int("rewind_step", rewind_step, 0)
+    check_int("seed", seed, 0)
+    if eval_every is not None:
+        check_int("eval_every", eval_every, 1)
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"Expected `verbose` 0, 1 or 2. Received: verbose={verbose!r}")
+    if target_density is not None and not (
+            isinstance(target_density, (int, float)) and 0 < target_density < 1):
+        raise ValueError(
+            f"Expected `target_density` in (0, 1). Received: target_density={target_density!r}"
+        )
+    if one_shot is not None:
+        one_shot = tuple(one_shot)
+        if not one_shot or not all(isinstance(d, (int, float)) and 0 < d < 1 for d in one_shot):
+            raise ValueError(
+                f"Expected `one_shot` densities in (0, 1). Received: one_shot={one_shot!r}"
+            )
+    controls = (controls,) if isinstance(controls, str) else tuple(controls)
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown:
+        raise ValueError(f"Expected `controls` among {CONTROLS}. Received: {unknown}")
+    if not isinstance(monitor, str) or not monitor.startswith("val_"):
+        raise ValueError(
+            "Expected `monitor` to name a validation quantity, `val_loss` or `val_<metric>` "
+            f"of a compiled metric. Received: monitor={monitor!r}"
+        )
+    if mode not in MODES:
+        raise ValueError(f"Expected `mode` among {MODES}. Received: mode={mode!r}")
+    if initial_weights not in INITIAL_WEIGHTS:
+        raise ValueError(
+            "Expected `initial_weights` None (the model is untrained: its weights are θ0) or "
+            f"'current' (its current weights, pretrained, are θ0). Received: "
+            f"initial_weights={initial_weights!r}"
+        )
+    return one_shot, controls
+
+
+def fit_settings(kwargs):
+    """The `fit` arguments a search passes on; the ones it owns are refused."""
+    owned = {
+        "x": "the search's `x`", "y": "the search's `y`",
+        "validation_data": "`validation_data` of the search (evaluated every `eval_every`)",
+        "validation_split": "`validation_data` of the search",
+        "initial_epoch": "nothing: every round trains from epoch 0",
+        "verbose": "`verbose` of the search",
+    }
+    for key in kwargs:
+        if key in owned:
+            raise ValueError(
+                f"Expected `fit` arguments the search passes on. Received `{key}`: use "
+                f"{owned[key]} instead."
+            )
+    return dict(kwargs)
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Expected `{name}` an integer >= {minimum}. Received: {name}={value!r}")
+
+
+def json_roundtrip(data):
+    """`data` as it reads back from a JSON file."""
+    return json.loads(json.dumps(data, default=repr))

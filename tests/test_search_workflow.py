@@ -1,0 +1,282 @@
+"""The search in a real Keras workflow: callbacks, any loss and metric, honest resume,
+one story per search (run twice, ticket, pruned or trained models), progress."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers import to_numpy
+from test_ticket_search import VAL, X, Y, RoundStarts, compiled_mlp, search
+
+import keras_lottery as kl
+from keras_lottery import run_directory
+from keras_lottery.evaluation import evaluate
+
+RNG = np.random.default_rng(21)
+
+
+# -- callbacks see the search's evaluations ---------------------------------
+
+
+class Seen(keras.callbacks.Callback):
+    """Records the keys of every epoch's logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(dict(logs))
+
+
+def test_stock_callbacks_see_validation_metrics(tmp_path):
+    seen = Seen()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)
+    best = keras.callbacks.ModelCheckpoint(tmp_path / "best.keras", monitor="val_accuracy",
+                                           mode="max", save_best_only=True)
+    csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    s = search(rounds=1, epochs=4, validation_data=VAL, test_data=VAL, eval_every=3,
+               callbacks=[seen, stop, best, csv])
+    result = s.run()
+    # min_delta=10 makes every epoch "no improvement": each round stops after 2 epochs.
+    assert [r.iterations for r in result.records] == [20, 20]  # 10 steps an epoch.
+    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "loss",
+            "accuracy"} <= set(seen.logs[0])
+    # The epoch's logs hold the evaluation at the epoch's end (iteration 10).
+    first = result.record(0)
+    assert first.curves["iteration"] == [3, 6, 9, 10, 12, 15, 18, 20]
+    assert seen.logs[0]["val_loss"] == pytest.approx(first.curves["val_loss"][3])
+    assert (tmp_path / "best.keras").exists()
+    header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+    assert "val_loss" in header and "val_accuracy" in header
+
+
+def test_early_stop_criterion_is_configurable():
+    result = search(rounds=1, epochs=2, validation_data=VAL, eval_every=2,
+                    monitor="val_accuracy").run()
+    for record in result.records:
+        curve = record.curves["val_accuracy"]
+        assert record.early_stop["val_accuracy"] == max(curve)
+        assert record.early_stop_iteration == record.curves["iteration"][int(np.argmax(curve))]
+    with pytest.raises(ValueError, match=r"`monitor` among the recorded quantities "
+                                         r"\['val_accuracy', 'val_loss'\]. Received: monitor='val_auc'"):
+        search(rounds=1, validation_data=VAL, monitor="val_auc").run()
+    with pytest.raises(ValueError, match="monitor='loss'"):
+        search(rounds=1, monitor="loss")
+
+
+# -- any loss and metric ----------------------------------------------------
+
+
+def binary_logits():
+    model = keras.Sequential([keras.Input((12,)), kl.MaskedDense(8, activation="relu"),
+                              kl.MaskedDense(1)])
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0), keras.metrics.AUC(
+                      from_logits=True)])
+    return model, (X, (Y > 0).astype("float32")[:, None])
+
+
+def multiclass_logits():
+    model = keras.Sequential([
+        keras.Input((12,)),
+        kl.MaskedDense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.1)),
+        kl.MaskedDense(3)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model, (X, Y)
+
+
+def multilabel():
+    model = keras.Sequential([keras.Input((12,)), kl.MaskedDense(4, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=[keras.metrics.BinaryAccuracy()])
+    return model, (X, (X[:, :4] > 0).astype("float32"))
+
+
+def regression():
+    model = keras.Sequential([keras.Input((12,)), kl.MaskedDense(8, activation="relu"),
+                              kl.MaskedDense(1)])
+    model.compile("adam", "mse", metrics=["mae"])
+    return model, (X, X[:, :1] * 2.0, np.linspace(0.5, 1.5, len(X)).astype("float32"))
+
+
+@pytest.mark.parametrize("make", [binary_logits, multiclass_logits, multilabel, regression])
+def test_evaluation_is_what_model_evaluate_gives(make):
+    keras.utils.set_random_seed(0)
+    model, data = make()
+    model.fit(*data[:2], epochs=1, verbose=0)
+    expected = model.evaluate(data[0], data[1], sample_weight=data[2] if len(data) > 2 else None,
+                              batch_size=64, verbose=0, return_dict=True)
+    got = evaluate(model, data, batch_size=64)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
+
+
+def test_evaluation_leaves_the_running_metrics_alone():
+    model, data = multiclass_logits()
+    model.fit(*data, epochs=1, verbose=0)
+    before = [to_numpy(v) for v in model.metrics_variables]
+    evaluate(model, VAL)
+    for variable, value in zip(model.metrics_variables, before):
+        np.testing.assert_array_equal(to_numpy(variable), value)
+
+
+def test_every_compiled_metric_is_recorded():
+    model, (x, y, weight) = regression()
+    result = kl.TicketSearch(model, x, y, rounds=1, epochs=1, batch_size=20, verbose=0,
+                             validation_data=(x[:50], y[:50])).run()
+    record = result.record(1)
+    assert {"val_loss", "val_mae"} <= set(record.curves) and "val_accuracy" not in record.curves
+    header = result.to_csv().splitlines()[0].split(",")
+    assert {"final_val_mae", "early_stop_val_mae", "final_train_mae"} <= set(header)
+
+
+# -- resume is honest ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, differs", [
+    (dict(learning_rate=0.02), "compile"),
+    (dict(x=X * 2), "data.x"),
+    (dict(validation_data=(X[:30], Y[:30])), "data.validation"),
+])
+def test_resume_refuses_what_would_change_the_numbers(tmp_path, change, differs):
+    search(rounds=1, directory=tmp_path, validation_data=VAL).run()
+    model = compiled_mlp()
+    if "learning_rate" in change:
+        model.compile(keras.optimizers.Adam(change["learning_rate"]),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+    s = kl.TicketSearch(model, change.get("x", X), Y, rounds=1, epochs=1, batch_size=20,
+                        verbose=0, validation_data=change.get("validation_data", VAL),
+                        directory=tmp_path)
+    with pytest.raises(ValueError, match=rf"differs in \['{differs}'\]"):
+        s.run()
+
+
+def unnamed_mlp():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), kl.MaskedDense(10, activation="relu"),
+                              kl.MaskedDense(3, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_model_rebuilt_with_automatic_names_resumes(tmp_path):
+    first = search(unnamed_mlp(), rounds=2, directory=tmp_path)
+    first.run()
+    again = search(unnamed_mlp(), rounds=2, directory=tmp_path)  # dense_2, dense_3 now
+    assert set(kl.get_masks(again.model)) != set(kl.get_masks(first.model))
+    result = again.run()  # Trains nothing: every record is on file.
+    assert len(result.records) == 3
+    renamed = dict(zip(kl.get_masks(first.model), kl.get_masks(again.model)))
+    for r in range(3):
+        for old, new in renamed.items():
+            np.testing.assert_array_equal(again.masks(r)[new], first.masks(r)[old])
+    assert set(result.record(2).layer_densities) == set(renamed.values())
+
+
+def test_result_json_is_consistent_after_a_kill_at_any_write(tmp_path, monkeypatch):
+    settings = dict(rounds=1, controls=["random_pruning"])
+    full = search(compiled_mlp(), directory=tmp_path / "full", **settings).run()
+    original = run_directory.RunDirectory._write
+    writes = []
+    monkeypatch.setattr(run_directory.RunDirectory, "_write",
+                        lambda self, name, write: (writes.append(name), original(self, name, write)))
+    search(compiled_mlp(), directory=tmp_path / "count", **settings).run()
+    assert len(writes) == 14  # θ0, search, result; 2 x (masks, trained, record, result); 3 more.
+
+    for kill_at in range(1, len(writes)):  # Killed right after write number `kill_at`.
+        directory = tmp_path / f"kill{kill_at}"
+        count = [0]
+
+        def killing(self, name, write, count=count, kill_at=kill_at):
+            if count[0] == kill_at:
+                raise KeyboardInterrupt
+            count[0] += 1
+            original(self, name, write)
+
+        monkeypatch.setattr(run_directory.RunDirectory, "_write", killing)
+        with pytest.raises(KeyboardInterrupt):
+            search(compiled_mlp(), directory=directory, **settings).run()
+        monkeypatch.setattr(run_directory.RunDirectory, "_write", original)
+        if (directory / "search.json").exists():  # What `keras-lottery report` shows.
+            on_file = run_directory.load_result(directory).records
+            assert [(r.round, r.kind) for r in on_file] == [
+                (r.round, r.kind) for r in full.records[:len(on_file)]], kill_at
+        result = search(compiled_mlp(), directory=directory, **settings).run()
+        saved = json.loads((directory / "result.json").read_text())
+        assert [(r["round"], r["kind"], r["density"]) for r in saved["records"]] == [
+            (r.round, r.kind, r.density) for r in full.records], kill_at
+        assert run_directory.load_result(directory).records == result.records
+
+
+# -- one search, one story -----------------------------------------------------
+
+
+class Trainings(keras.callbacks.Callback):
+    count = 0
+
+    def on_train_begin(self, logs=None):
+        Trainings.count += 1
+
+
+def test_run_twice_is_run_once():
+    s = search(rounds=2, callbacks=[Trainings()])
+    first = s.run()
+    before = Trainings.count
+    again = s.run()
+    assert Trainings.count == before  # Nothing trained again.
+    assert again.records == first.records
+    with pytest.raises(ValueError, match=r"differs in \['fit'\]"):
+        s.run(epochs=3)
+
+
+def test_a_ticket_trained_in_between_does_not_disturb_the_search(tmp_path):
+    settings = dict(rounds=2, directory=tmp_path, seed=3)
+    reference = search(compiled_mlp(), rounds=2, seed=3, directory=tmp_path / "reference").run()
+
+    class StopAtRound2(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            if len(kl.get_masks(self.model)) and kl.sparsity_report(self.model).density < 0.7:
+                raise KeyboardInterrupt
+
+    s = search(compiled_mlp(), callbacks=[StopAtRound2()], **settings)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    model = s.ticket(1)
+    model.fit(X, Y, epochs=1, verbose=0)  # The optimizer steps.
+    starts = RoundStarts()
+    result = s.run(callbacks=[starts])
+    assert int(starts.optimizers[0][1]) == 0  # Round 2 began with a fresh optimizer.
+    for path, mask in reference_masks(tmp_path / "reference", 2).items():
+        np.testing.assert_array_equal(s.masks(2)[path], mask)
+    assert [r.density for r in result.records] == [r.density for r in reference.records]
+
+
+def reference_masks(directory, round_):
+    return run_directory.RunDirectory(directory).read_arrays(f"rounds/{round_:03d}_ticket_masks.npz")
+
+
+def test_an_already_pruned_model_goes_on_down_from_its_density():
+    model = compiled_mlp()
+    masks = kl.random_prune(kl.get_masks(model), rate=0.5, seed=0)
+    kl.apply_masks(model, masks)
+    s = search(model, rounds=2)
+    result = s.run()
+    assert result.record(0).density == pytest.approx(0.5, abs=0.01)
+    for r in (1, 2):
+        for path, mask in s.masks(r).items():
+            rate = 0.1 if path.endswith("out/kernel") else 0.2
+            assert abs(mask.sum() - masks[path].sum() * (1 - rate) ** r) <= 1, (r, path)
+            assert not (mask & ~masks[path]).any()
+
+
+def test_progress_is_one_line_per_training(capsys):
+    search(rounds=2, verbose=1, controls=["random_reinit"], validation_data=VAL,
+           test_data=VAL).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[keras-lottery]" in line]
+    assert len(lines) == 5
+    assert lines[0].startswith("[keras-lottery] round 0 ticket: density 100.00%, early stop")
+    assert "accuracy" in lines[0] and "at most 4 trainings left, about" in lines[0]
+    assert "left" not in lines[-1]
