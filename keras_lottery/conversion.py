@@ -11,8 +11,6 @@ import itertools
 from collections.abc import Callable, Iterable
 
 import keras
-# Keras exports no public name for the class behind `keras.Model(inputs, outputs)`.
-from keras.src.models.functional import Functional
 
 from keras_lottery.layers import MASKED_TWINS, MaskedLayer
 from keras_lottery.masks import masked_layers
@@ -212,7 +210,9 @@ def _prunable(layer):
 
 
 def _check_graph_model(model, function):
-    if isinstance(model, (keras.Sequential, Functional)):
+    # `keras.Model(inputs, outputs)` builds a `keras.Function` too; a subclassed model does not.
+    if isinstance(model, keras.Sequential) or (
+            isinstance(model, keras.Model) and isinstance(model, keras.Function)):
         return
     kind = "a masked layer" if isinstance(model, MaskedLayer) else (
         f"a subclassed model ({type(model).__name__})"

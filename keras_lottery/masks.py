@@ -160,6 +160,10 @@ def _output_layers(model) -> list | None:
     Found by walking the functional graph back from the outputs. A model
     without a graph (subclassed) has the masked layer it called last, by the
     order of the last call; None if it was never called.
+
+    Keras has no public way to walk a graph from a tensor to the operation
+    that made it and on to that operation's inputs: `_keras_history` and
+    `_inbound_nodes` are what its own `Functional` uses for that.
     """
     try:
         outputs = model.outputs
