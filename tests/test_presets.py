@@ -93,3 +93,16 @@ def test_same_seed_same_initialization(fake_data):
         for seed in (3, 3, 4))
     assert all(np.array_equal(first.theta0[k], second.theta0[k]) for k in first.theta0)
     assert not np.array_equal(first.theta0["fc1/kernel"], other.theta0["fc1/kernel"])
+
+
+def test_the_mnist1d_reference_protocol_trains_on_everything_and_reports_final_accuracy():
+    import keras_lottery as kl
+
+    preset = presets.get("mlp_mnist1d_reference")
+    assert (preset.learning_rate, preset.batch_size, preset.iterations) == (1e-2, 100, 6000)
+    search = kl.TicketSearch.from_preset("mlp_mnist1d_reference", iterations=40, rounds=1,
+                                         verbose=0)
+    assert len(search.x) == 4000 and search.validation_data is None
+    assert search.config.eval_every is None
+    result = search.run()
+    assert all(r.early_stop == {} and 0 <= r.final["test_accuracy"] <= 1 for r in result.records)
