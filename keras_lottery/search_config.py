@@ -57,8 +57,7 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
     check_int("seed", seed, 0)
     if eval_every is not None:
         check_int("eval_every", eval_every, 1)
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"Expected `verbose` 0, 1 or 2. Received: verbose={verbose!r}")
+    check_verbose(verbose)
     if target_density is not None and not (
             isinstance(target_density, (int, float)) and 0 < target_density < 1):
         raise ValueError(
@@ -88,6 +87,11 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             f"initial_weights={initial_weights!r}"
         )
     return one_shot, controls
+
+
+def check_verbose(verbose):
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"Expected `verbose` 0, 1 or 2. Received: verbose={verbose!r}")
 
 
 def fit_settings(kwargs):

@@ -7,23 +7,22 @@ compiled configuration. Controls (random reinitialization, random pruning)
 train beside each round. Every finished training is kept (in `directory=`
 on disk, else in memory), and running again resumes after it.
 
-The jobs live in their own modules: settings (`search_config`), which masks
-each round trains (`planning`), one training (`training`), what is kept
-and whether it may be resumed (`run_directory`, `resume`).
+The jobs live in their own modules: settings (`search_config`) and the
+checks before training (`search_checks`), which masks each round trains
+(`planning`), one training (`training`), what is kept and whether it may be
+resumed (`run_directory`, `resume`), what is printed (`progress`).
 """
 
 import dataclasses
-import time
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 
 from keras_lottery import planning, state
+from keras_lottery import search_checks as checks
 from keras_lottery.callbacks import CaptureState
-from keras_lottery.conversion import prunable
-from keras_lottery.evaluation import batches, evaluate
-from keras_lottery.masks import apply_masks, get_masks, masked_layers, prunable_variables, rates_for
+from keras_lottery.masks import apply_masks, get_masks, rates_for
+from keras_lottery.progress import Progress
 from keras_lottery.pruning import PruneRates, random_masks_like
 from keras_lottery.resume import fingerprint
 from keras_lottery.results import SearchResult
@@ -32,9 +31,9 @@ from keras_lottery.search_config import (
     PAPER_RATES,
     SearchConfig,
     check_settings,
+    check_verbose,
     fit_settings,
 )
-from keras_lottery.sparsity import warn_unmasked
 from keras_lottery.training import REINIT_OFFSET, FreshOptimizer, Trainer, seed_for
 
 
@@ -108,18 +107,14 @@ class TicketSearch:
             rounds=rounds, target_density=target_density, one_shot=one_shot,
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights)
-        self.model, self.compile_config = _prepared(model, initial_weights)
+        self.model, self.compile_config = checks.prepared_model(model, initial_weights)
         if not isinstance(prune_rates, PruneRates):
             prune_rates = PruneRates(prune_rates)
         self.rates = rates_for(self.model, prune_rates)
         self.initial_masks = get_masks(self.model)
-        self._check_plan(global_pruning, one_shot, target_density)
-        steps = self.compile_config.get("steps_per_execution") or 1
-        if eval_every and eval_every % steps:
-            raise ValueError(
-                f"Expected `eval_every` to be a multiple of steps_per_execution={steps}. "
-                f"Received: eval_every={eval_every}"
-            )
+        checks.check_plan(self.rates, self.initial_masks, global_pruning, one_shot,
+                          target_density)
+        checks.check_eval_every(eval_every, self.compile_config)
         self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
         self.config = SearchConfig(
             rounds=rounds, target_density=target_density, prune_rates=prune_rates,
@@ -137,7 +132,7 @@ class TicketSearch:
         self.theta0 = state.snapshot(self.model)
         self.rewind_state = self.theta0 if rewind_step == 0 else None
         if "random_reinit" in controls:
-            self._check_fresh_initialization()
+            checks.check_fresh_initialization(self.model, self.theta0, self.initial_masks)
         self.optimizer = FreshOptimizer(self.model, self.compile_config)
         self._records = None  # Once opened: every finished training, in order.
 
@@ -190,7 +185,7 @@ class TicketSearch:
             raise
         trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
                           self.validation_data, self.test_data, self.callbacks, self.verbose)
-        progress = _Progress(self._planned_trainings(), len(records), self.verbose)
+        progress = Progress(self._planned_trainings(), len(records), self.verbose)
         for round_ in self._rounds(records):
             masks = self._masks_for(round_)
             if not self._has(round_, "ticket"):
@@ -325,7 +320,7 @@ class TicketSearch:
         # The backend too: the same seed gives the same numbers on one backend only.
         return {**self.config.to_json(), "backend": keras.backend.backend()}
 
-    # -- checks, all before any training --------------------------------------
+    # -- arguments ------------------------------------------------------------
 
     def _take_run_arguments(self, x, y, validation_data, test_data, callbacks, verbose,
                             fit_kwargs):
@@ -343,9 +338,7 @@ class TicketSearch:
         if callbacks is not None:
             self.callbacks = list(callbacks)
         if verbose is not None:
-            check_settings(rounds=1, target_density=None, one_shot=None, rewind_step=0,
-                           controls=(), eval_every=None, monitor="val_loss", mode="auto",
-                           seed=0, verbose=verbose, initial_weights=None)
+            check_verbose(verbose)
             self.verbose = verbose
         if fit_kwargs:
             self.config = dataclasses.replace(
@@ -357,175 +350,10 @@ class TicketSearch:
                 "validation_data=None"
             )
         if self.validation_data is not None:
-            self._check_monitor()
-        self._check_rewind_step()
-
-    def _check_monitor(self):
-        """Evaluates one batch of the validation data: it fits the model, and
-        `monitor` is among the quantities recorded."""
-        first = next(batches(self.validation_data, 32), None)
-        if first is None:
-            raise ValueError("Expected `validation_data` with at least one example. Received none.")
-        try:
-            names = evaluate(self.model, first[:2] if first[2] is None else first)
-        except Exception as error:
-            raise ValueError(
-                f"Expected `validation_data` the model can be evaluated on. Received data "
-                f"whose first batch fails: {type(error).__name__}: {error}"
-            ) from error
-        known = sorted(f"val_{name}" for name in names)
-        if self.config.monitor not in known:
-            raise ValueError(
-                f"Expected `monitor` among the recorded quantities {known}. "
-                f"Received: monitor={self.config.monitor!r}"
-            )
-
-    def _check_plan(self, global_pruning, one_shot, target_density):
-        if global_pruning:
-            planning.global_rate(self.rates)
-        start = planning.densities(self.initial_masks)
-        sizes = {p: m.size for p, m in self.initial_masks.items()}
-        overall = sum(start[p] * sizes[p] for p in sizes) / sum(sizes.values())
-        if one_shot:
-            floor = planning.one_shot_floor(self.rates, sizes)
-            if min(one_shot) <= floor:
-                raise ValueError(
-                    f"Expected `one_shot` densities above {floor:.4f}, the share of weights "
-                    f"in layers with rate 0. Received: one_shot={one_shot!r}"
-                )
-            if max(one_shot) >= overall:
-                raise ValueError(
-                    f"Expected `one_shot` densities below the model's density, {overall:.4f}. "
-                    f"Received: one_shot={one_shot!r}"
-                )
-        if target_density is not None and target_density >= overall:
-            raise ValueError(
-                f"Expected `target_density` below the model's density, {overall:.4f}. "
-                f"Received: target_density={target_density!r}"
-            )
-
-    def _check_fresh_initialization(self):
-        """Fails now, not rounds later, if random_reinit cannot draw new weights."""
-        fresh = state.fresh_initialization(self.model, REINIT_OFFSET)
-        if any(np.array_equal(fresh[p], self.theta0[p]) for p in self.initial_masks):
-            raise ValueError(
-                "Expected random_reinit to draw new weights. Received θ0 again: the "
-                "layers' initializers have fixed seeds; use unseeded initializers."
-            )
-
-    def _check_rewind_step(self):
-        """With array data the dense run's length is known: check `rewind_step` fits."""
-        k = self.config.rewind_step
-        steps = _steps_per_epoch(self.x, self.config.fit)
-        if not k or steps is None:
-            return
-        epochs = self.config.fit.get("epochs", 1)
-        per_execution = self.compile_config.get("steps_per_execution") or 1
-        if k > epochs * steps:
-            raise ValueError(
-                f"Expected `rewind_step` within the dense run of {epochs * steps} "
-                f"iterations. Received: rewind_step={k}"
-            )
-        ends = {e * steps + min(j, steps) for e in range(epochs)
-                for j in range(per_execution, steps + per_execution, per_execution)}
-        if k not in ends:
-            raise ValueError(
-                f"Expected `rewind_step` at the end of an execution of "
-                f"steps_per_execution={per_execution} steps ({steps} steps an epoch). "
-                f"Received: rewind_step={k}; the nearest are "
-                f"{sorted(ends, key=lambda e: abs(e - k))[:2]}"
-            )
+            checks.check_monitor(self.model, self.validation_data, self.config.monitor)
+        checks.check_rewind_step(self.config.rewind_step, self.x, self.config.fit,
+                                 self.compile_config)
 
     def _planned_trainings(self):
         rounds = len(self.config.one_shot) if self.config.one_shot else self.config.rounds
         return 1 + rounds * (1 + len(self.controls))
-
-
-class _Progress:
-    """One line per finished training, with an estimate of the time left."""
-
-    def __init__(self, planned, done, verbose):
-        self.planned, self.done, self.verbose = planned, done, verbose
-        self.began, self.trained = time.perf_counter(), 0
-
-    def report(self, record):
-        self.trained += 1
-        if not self.verbose:
-            return
-        accuracy = record.early_stop.get("test_accuracy", record.final.get("test_accuracy"))
-        if accuracy is None:
-            accuracy = record.early_stop.get("val_accuracy", record.final.get("val_accuracy"))
-        left = self.planned - self.done - self.trained
-        per_training = (time.perf_counter() - self.began) / self.trained
-        stop = record.early_stop_iteration
-        print(
-            f"[keras-lottery] round {record.round} {record.kind}: density {record.density:.2%}"
-            + (f", early stop at iteration {stop}" if stop is not None else "")
-            + (f", accuracy {accuracy:.4f}" if accuracy is not None else "")
-            + f", {record.wall_time:.1f}s"
-            + (f"; at most {left} trainings left, about {_duration(left * per_training)}"
-               if left > 0 else ""),
-            flush=True,
-        )
-
-
-def _duration(seconds):
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-def _prepared(model, initial_weights):
-    """The masked, compiled, built model to search, and its compile config."""
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"Expected a Keras model. Received: {type(model).__name__}")
-    if not model.built:
-        raise ValueError(
-            "Expected a built model. Received an unbuilt one: give it an `Input` "
-            "or call it on a batch, so θ0 exists before training."
-        )
-    config = model.get_compile_config()
-    if not config:
-        raise ValueError(
-            "Expected a compiled model. Received an uncompiled one: call "
-            "`model.compile(optimizer, loss, metrics)` first; each round "
-            "trains with a fresh optimizer of that configuration."
-        )
-    optimizer = model.optimizer
-    steps = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer.built else 0
-    if steps and initial_weights != "current":
-        raise ValueError(
-            "Expected an untrained model: its weights become θ0, the weights tickets "
-            f"rewind to. Received a model whose optimizer has taken {steps} steps. Build "
-            "and compile a new model, or pass `initial_weights='current'` to search "
-            "tickets of these (pretrained) weights on purpose."
-        )
-    if not masked_layers(model):
-        try:
-            model = prunable(model)  # Warns of layers it leaves unmasked.
-        except ValueError as error:
-            raise ValueError(
-                f"Expected a model with prunable layers. Received none that can be "
-                f"converted: {error}"
-            ) from None
-        model.compile_from_config(config)
-        if not masked_layers(model):
-            raise ValueError(
-                "Expected a model with prunable layers (those with a twin in "
-                "`keras_lottery.layers.MASKED_TWINS`). Received a model with none."
-            )
-    else:
-        warn_unmasked(model)
-        if steps:
-            model.compile_from_config(config)  # Pretrained: start from a new optimizer.
-    prunable_variables(model)  # Checks built masks and unique paths.
-    return model, config
-
-
-def _steps_per_epoch(x, fit):
-    """Optimizer steps per epoch of `fit(x, ...)`, or None when the data does not say."""
-    if fit.get("steps_per_epoch"):
-        return fit["steps_per_epoch"]
-    if isinstance(x, keras.utils.PyDataset):
-        return len(x)
-    if hasattr(x, "shape") and hasattr(x, "__len__"):  # numpy and backend arrays
-        return -(-len(x) // (fit.get("batch_size") or 32))
-    return None
