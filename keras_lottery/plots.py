@@ -48,7 +48,7 @@ def accuracy_curves(result: SearchResult, densities=None, kind="ticket", ax=None
                           for d in densities})
         records = [r for r in result.records if r.kind == kind and r.round in records]
     ax = ax or _pyplot().subplots(figsize=(6, 4))[1]
-    key = "test_accuracy" if "test_accuracy" in records[0].curves else "val_accuracy"
+    key = _quantity(records[0].curves)
     for record in records:
         ax.plot(record.curves["iteration"], record.curves[key],
                 label=f"Pm={record.density:.1%}")
@@ -75,17 +75,19 @@ def early_stop(results: dict, axes=None):
         results = {"": results}
     if axes is None:
         axes = _pyplot().subplots(1, 2, figsize=(11, 4))[1]
+    key = "test_accuracy"
     for label, result in results.items():
         for kind in dict.fromkeys(r.kind for r in result.records):
             records = [r for r in result.records if r.kind == kind]
             x = [100 * r.density for r in records]
             name = f"{label} {kind.replace('_', ' ')}".strip()
             iterations = [r.early_stop.get("iteration", r.iterations) for r in records]
-            accuracy = [r.early_stop.get("test_accuracy", r.final.get("test_accuracy",
-                        r.final.get("val_accuracy"))) for r in records]
+            key = _quantity({**records[0].final, **records[0].early_stop})
+            values = [r.early_stop.get(key, r.final.get(key)) for r in records]
             axes[0].plot(x, iterations, marker="o", label=name)
-            axes[1].plot(x, accuracy, marker="o", label=name)
-    for ax, ylabel in zip(axes, ["early-stop iteration", "accuracy at early stop"]):
+            axes[1].plot(x, values, marker="o", label=name)
+    for ax, ylabel in zip(axes, ["early-stop iteration",
+                                 f"{key.replace('_', ' ')} at early stop"]):
         ax.set_xscale("log")
         ax.invert_xaxis()  # The paper's figures: sparser to the right.
         ax.set_xlabel("percent of weights remaining (Pm)")
@@ -125,3 +127,14 @@ def _save(figure, path):
     figure.savefig(path, dpi=120)
     _pyplot().close(figure)
     return path
+
+
+def _quantity(values):
+    """What to draw: test (else validation) accuracy, else the loss (a regression model)."""
+    for key in ("test_accuracy", "val_accuracy", "test_loss", "val_loss"):
+        if key in values:
+            return key
+    raise ValueError(
+        "Expected records with an accuracy or a loss (a search run with validation_data "
+        f"or test_data). Received records with {sorted(values)}."
+    )

@@ -41,3 +41,14 @@ def test_curves_need_a_search_with_validation():
         record.curves = {}
     with pytest.raises(ValueError, match="Expected ticket records with curves"):
         plots.accuracy_curves(result)
+
+
+def test_a_search_without_accuracy_draws_its_loss(tmp_path):
+    result = fake_result()
+    for record in result.records:  # A regression model: loss and mae, no accuracy.
+        record.curves = {"iteration": [100, 200], "val_loss": [0.5, 0.4], "val_mae": [0.6, 0.5]}
+        record.final = {"val_loss": 0.4}
+        record.early_stop = {"iteration": 200, "val_loss": 0.4}
+    assert plots.accuracy_curves(result).get_ylabel() == "val loss"
+    assert plots.early_stop(result)[1].get_ylabel() == "val loss at early stop"
+    assert len(plots.save_figures(result, tmp_path)) == 2
