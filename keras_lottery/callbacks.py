@@ -53,10 +53,12 @@ class PeriodicEvaluation(IterationCounter):
     Records `curves`: `{"iteration": [...], "val_loss": [...], "val_<metric>":
     [...], "test_loss": [...], ...}`, one entry per evaluation point, with the
     model's compiled loss and metrics (test entries only with `test_data`).
-    With `epoch_logs=True` it also evaluates at each epoch end (unless it just
-    did) and puts the latest `val_*` and `test_*` values into that epoch's
-    `logs`, where callbacks after it (EarlyStopping, ModelCheckpoint,
-    ReduceLROnPlateau, CSVLogger, TensorBoard) find them under Keras' names.
+    With `epoch_logs=True` it also puts the `val_*` and `test_*` values at each
+    epoch's end into that epoch's `logs`, where callbacks after it
+    (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger,
+    TensorBoard) find them under Keras' names. An epoch end between two
+    points of the `every` grid is evaluated for the logs only: the curves stay
+    on the grid, with or without callbacks.
 
     Args:
         validation_data: data for `keras_lottery.evaluation.evaluate`.
@@ -64,8 +66,7 @@ class PeriodicEvaluation(IterationCounter):
         every: iterations between evaluations; None evaluates at each
             epoch end. Defaults to None.
         batch_size: batch size for array data. Defaults to 1000.
-        epoch_logs: also evaluate at epoch ends and fill the epoch's logs.
-            Defaults to True.
+        epoch_logs: fill each epoch's logs. Defaults to True.
     """
 
     def __init__(self, validation_data, test_data=None, every=None, batch_size=1000,
@@ -81,6 +82,7 @@ class PeriodicEvaluation(IterationCounter):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.curves = {"iteration": []}
+        self._latest = (None, {})  # (iteration, {name: value}) of the last evaluation.
 
     def on_train_batch_end(self, batch, logs=None):
         before = self.iteration
@@ -89,25 +91,29 @@ class PeriodicEvaluation(IterationCounter):
             self._record()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.every or (self.epoch_logs and not self._recorded_now()):
+        if not self.every:
             self._record()
         if self.epoch_logs and logs is not None:
-            logs.update({key: values[-1] for key, values in self.curves.items()
-                         if key != "iteration"})
+            logs.update(self._evaluated())
 
     def on_train_end(self, logs=None):
-        if not self._recorded_now():
+        if not self.curves["iteration"] or self.curves["iteration"][-1] != self.iteration:
             self._record()
 
-    def _recorded_now(self):
-        return bool(self.curves["iteration"]) and self.curves["iteration"][-1] == self.iteration
+    def _evaluated(self):
+        """The evaluation at the current iteration, reused if there is one."""
+        iteration, values = self._latest
+        if iteration != self.iteration:
+            model = self.model  # Syncs the variables on JAX.
+            values = {f"{name}_{metric}": value for name, data in self.sets.items()
+                      for metric, value in evaluate(model, data, self.batch_size).items()}
+            self._latest = (self.iteration, values)
+        return values
 
     def _record(self):
-        model = self.model  # Syncs the variables on JAX.
         self.curves["iteration"].append(self.iteration)
-        for name, data in self.sets.items():
-            for metric, value in evaluate(model, data, self.batch_size).items():
-                self.curves.setdefault(f"{name}_{metric}", []).append(value)
+        for key, value in self._evaluated().items():
+            self.curves.setdefault(key, []).append(value)
 
 
 class CaptureState(IterationCounter):

@@ -88,11 +88,9 @@ PRESETS = {
     "resnet18_cifar10_no_warmup": Preset(
         "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
         momentum=0.9, decay_at=(20_000, 25_000)),
-    # Not in the paper: MNIST-1D (Greydanus 2020) with the MLP, batch and
-    # iterations of its reference code, pruned as LeNet to ~10% in 11 rounds;
-    # Adam at 2e-3 rather than its 1e-2, which gave noisier rounds here.
-    # MNIST-1D with the reference's protocol (Greydanus 2020: Adam 1e-2, batch
-    # 100, 6,000 steps), 500 of the 4,000 training sequences held out for the
+    # Not in the paper: MNIST-1D, pruned as LeNet to ~10% in 11 rounds, with
+    # the reference's protocol (Greydanus 2020: Adam 1e-2, batch 100, 6,000
+    # steps), 500 of the 4,000 training sequences held out for the
     # early-stop criterion; `_reference` trains on all 4,000 and keeps no
     # validation set, exactly as the reference does (final accuracy only).
     "mlp_mnist1d": Preset(

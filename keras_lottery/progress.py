@@ -5,7 +5,8 @@ import time
 
 class Progress:
     """Prints a line per finished training: round, kind, density, early-stop
-    iteration, accuracy, time, and an estimate of the time left.
+    iteration, test (else validation) accuracy or loss, time, and an estimate
+    of the time left.
 
     Args:
         planned: trainings the search plans at most.
@@ -21,21 +22,30 @@ class Progress:
         self.trained += 1
         if not self.verbose:
             return
-        accuracy = record.early_stop.get("test_accuracy", record.final.get("test_accuracy"))
-        if accuracy is None:
-            accuracy = record.early_stop.get("val_accuracy", record.final.get("val_accuracy"))
+        name, value = _headline(record)
         left = self.planned - self.done - self.trained
         per_training = (time.perf_counter() - self.began) / self.trained
         stop = record.early_stop_iteration
         print(
             f"[keras-lottery] round {record.round} {record.kind}: density {record.density:.2%}"
             + (f", early stop at iteration {stop}" if stop is not None else "")
-            + (f", accuracy {accuracy:.4f}" if accuracy is not None else "")
+            + (f", {name} {value:.4f}" if value is not None else "")
             + f", {record.wall_time:.1f}s"
             + (f"; at most {left} trainings left, about {_duration(left * per_training)}"
                if left > 0 else ""),
             flush=True,
         )
+
+
+def _headline(record):
+    """The test (else validation) accuracy-like metric, else loss, at the early stop."""
+    measured = {**record.final, **record.early_stop}
+    for prefix in ("test_", "val_"):
+        names = sorted(k for k in measured if k.startswith(prefix) and "acc" in k)
+        names += [f"{prefix}loss"] if f"{prefix}loss" in measured else []
+        if names:
+            return names[0], measured[names[0]]
+    return None, None
 
 
 def _duration(seconds):

@@ -3,8 +3,8 @@
 The fingerprint holds the search's settings, the model's compile
 configuration (optimizer with its schedule, loss, metrics), a fingerprint of
 every data set (shapes, dtypes and a hash of a sample), the backend, the
-file format, and the model's variables by position (shape and dtype): not
-by path, since Keras names layers afresh (`dense_2`, `dense_3`) each time a
+file format, the layers' classes and configurations (without their names)
+and the model's variables by position (shape and dtype): not by path, since Keras names layers afresh (`dense_2`, `dense_3`) each time a
 model is built in the same process. Paths are kept beside, to translate a
 saved search's arrays to the rebuilt model's paths.
 """
@@ -37,6 +37,7 @@ def fingerprint(model, config, compile_config, keys, data) -> dict:
         "config": config.to_json(),
         "compile": _comparable(compile_config),
         "data": {name: data_fingerprint(value) for name, value in data.items()},
+        "architecture": architecture(model),
         "model": [[list(v.shape), str(v.dtype)] for v in keys.values()],
         "paths": list(keys),
     })
@@ -52,6 +53,9 @@ def differences(saved: dict, current: dict) -> list[str]:
     for part in ("format", "backend", "compile", "model"):
         if saved.get(part) != current[part]:
             found.append(part)
+    # Fingerprints written before layers were compared have no "architecture".
+    if "architecture" in saved and saved["architecture"] != current["architecture"]:
+        found.append("architecture")
     for name in current["data"]:
         if saved.get("data", {}).get(name) != current["data"][name]:
             found.append(f"data.{name}")
@@ -70,14 +74,56 @@ def explain(differences_found, saved, current) -> str:
     if "backend" in differences_found:
         notes.append(f"it was run on {saved.get('backend')}, this is {current['backend']}: "
                      "the same seed gives other numbers on another backend")
+    if "compile" in differences_found:
+        where, then, now = first_difference(saved.get("compile"), current["compile"])
+        notes.append(f"the compile configuration differs at {where}: {then!r} then, {now!r} "
+                     "now (a metric or loss numbered afresh in this session, `auc_1`, keeps "
+                     "its name if you give it one: `AUC(name='auc')`)")
+    if "architecture" in differences_found:
+        where, then, now = first_difference(saved["architecture"], current["architecture"])
+        notes.append(f"the layers differ at {where}: {then!r} then, {now!r} now")
     if "format" in differences_found:
         notes.append(f"it was written by another version of keras-lottery (format "
                      f"{saved.get('format', 1)}, this one writes {current['format']})")
     for name in ("x", "y", "validation", "test"):
         if f"data.{name}" in differences_found:
-            notes.append(f"the {name} data differ ({_describe(saved['data'].get(name))} then, "
+            notes.append(f"the {name} data differ "
+                         f"({_describe(saved.get('data', {}).get(name))} then, "
                          f"{_describe(current['data'][name])} now)")
     return "; ".join(notes)
+
+
+def first_difference(a, b, where="") -> tuple:
+    """`(where, a's part, b's part)` at the first place two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return first_difference(a.get(key), b.get(key), f"{where}.{key}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_difference(x, y, f"{where}[{index}]")
+    return where.lstrip(".") or "the top", a, b
+
+
+def architecture(model) -> list:
+    """Each layer's class and configuration, without names, in model order."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        try:
+            config = _without_names(json_roundtrip(layer.get_config()))
+        except NotImplementedError:  # A layer of your own without `get_config`.
+            config = None
+        found.append([type(layer).__name__, config])
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(found)))
+
+
+def _without_names(config):
+    if isinstance(config, dict):
+        return {k: _without_names(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, list):
+        return [_without_names(v) for v in config]
+    return config
 
 
 def path_translation(saved: dict, current: dict) -> dict:
@@ -116,6 +162,7 @@ def _comparable(compile_config):
     optimizer = config.get("optimizer")
     if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
         optimizer["config"].pop("name", None)  # Numbered per process: adam, adam_1, ...
+    # `run_eagerly` and `jit_compile` stay: graph, eager and XLA round differently.
     # A loss or metric given as an object without a config serializes as its
     # repr, whose memory address differs in every process.
     return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(config)))

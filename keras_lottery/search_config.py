@@ -6,6 +6,7 @@ argument's name, what was expected and what was received.
 """
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -118,5 +119,14 @@ def check_int(name, value, minimum):
 
 
 def json_roundtrip(data):
-    """`data` as it reads back from a JSON file."""
-    return json.loads(json.dumps(data, default=repr))
+    """`data` as it reads back from a JSON file; arrays (a `sample_weight` given
+    to `fit`) as their shape, dtype and a hash of their bytes."""
+    return json.loads(json.dumps(data, default=_jsonable))
+
+
+def _jsonable(value):
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        array = np.ascontiguousarray(np.asarray(value))
+        return {"shape": list(array.shape), "dtype": str(array.dtype),
+                "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    return repr(value)

@@ -175,13 +175,15 @@ class TicketSearch:
         Returns:
             A `SearchResult` with one record per training, resumed ones included.
         """
-        before = self.config
-        self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
-                                 fit_kwargs)
+        before = {name: getattr(self, name) for name in self._RUN_ARGUMENTS}
         try:
+            self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
+                                     fit_kwargs)
             records = self._open()
         except ValueError:
-            self.config = before  # A refused change leaves the search as it was.
+            # A refused run leaves the search as it was.
+            for name, value in before.items():
+                setattr(self, name, value)
             raise
         trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
                           self.validation_data, self.test_data, self.callbacks, self.verbose)
@@ -322,6 +324,10 @@ class TicketSearch:
 
     # -- arguments ------------------------------------------------------------
 
+    # What `run()` may change, restored if it is refused.
+    _RUN_ARGUMENTS = ("config", "x", "y", "validation_data", "test_data", "callbacks",
+                      "verbose")
+
     def _take_run_arguments(self, x, y, validation_data, test_data, callbacks, verbose,
                             fit_kwargs):
         if x is not None:
@@ -351,6 +357,12 @@ class TicketSearch:
             )
         if self.validation_data is not None:
             checks.check_monitor(self.model, self.validation_data, self.config.monitor)
+        elif self.config.monitor != "val_loss":
+            raise ValueError(
+                "Expected `validation_data` with `monitor`: the early-stop criterion is "
+                f"measured on it. Received: monitor={self.config.monitor!r}, "
+                "validation_data=None"
+            )
         checks.check_rewind_step(self.config.rewind_step, self.x, self.config.fit,
                                  self.compile_config)
 

@@ -98,8 +98,11 @@ class Trainer:
         )
         wall_time = time.perf_counter() - began
         check_exact_zeros(self.model, masks)
+        # The compiled loss and metrics only, not what a callback put in the
+        # logs (ReduceLROnPlateau's learning_rate).
+        trained = set(self.model.get_metrics_result())
         final = {f"train_{k}": float(v[-1]) for k, v in history.history.items()
-                 if v and not k.startswith(("val_", "test_"))}
+                 if v and k in trained}
         curves = getattr(counter, "curves", {})
         early_stop = {}
         if curves:

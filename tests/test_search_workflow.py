@@ -20,14 +20,15 @@ RNG = np.random.default_rng(21)
 
 
 class Seen(keras.callbacks.Callback):
-    """Records the keys of every epoch's logs."""
+    """Records every epoch's logs, and the validation loss it measures itself."""
 
     def __init__(self):
         super().__init__()
-        self.logs = []
+        self.logs, self.val_loss = [], []
 
     def on_epoch_end(self, epoch, logs=None):
         self.logs.append(dict(logs))
+        self.val_loss.append(evaluate(self.model, VAL)["loss"])
 
 
 def test_stock_callbacks_see_validation_metrics(tmp_path):
@@ -43,11 +44,19 @@ def test_stock_callbacks_see_validation_metrics(tmp_path):
     assert [r.iterations for r in result.records] == [20, 20]  # 10 steps an epoch.
     assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "loss",
             "accuracy"} <= set(seen.logs[0])
-    # The epoch's logs hold the evaluation at the epoch's end (iteration 10).
+    # The curves keep the eval_every grid (callbacks or not); the epoch's logs
+    # hold an evaluation at the epoch's end (iteration 10), for the logs only.
     first = result.record(0)
-    assert first.curves["iteration"] == [3, 6, 9, 10, 12, 15, 18, 20]
-    assert seen.logs[0]["val_loss"] == pytest.approx(first.curves["val_loss"][3])
-    assert (tmp_path / "best.keras").exists()
+    assert first.curves["iteration"] == [3, 6, 9, 12, 15, 18, 20]
+    without = search(rounds=1, epochs=2, validation_data=VAL, test_data=VAL,
+                     eval_every=3).run().record(0)
+    assert without.curves == first.curves
+    assert [logs["val_loss"] for logs in seen.logs[:2]] == pytest.approx(seen.val_loss[:2])
+    assert seen.logs[1]["val_loss"] == pytest.approx(first.curves["val_loss"][-1])
+    # One ModelCheckpoint serves every training: it holds the best epoch end of the search.
+    saved = keras.models.load_model(tmp_path / "best.keras")
+    best_seen = max(logs["val_accuracy"] for logs in seen.logs)
+    assert evaluate(saved, VAL)["accuracy"] == pytest.approx(best_seen)
     header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
     assert "val_loss" in header and "val_accuracy" in header
 
@@ -152,6 +161,54 @@ def test_resume_refuses_what_would_change_the_numbers(tmp_path, change, differs)
                         directory=tmp_path)
     with pytest.raises(ValueError, match=rf"differs in \['{differs}'\]"):
         s.run()
+
+
+def test_resume_names_what_differs_inside_the_compile_configuration(tmp_path):
+    def auc_search():
+        keras.utils.set_random_seed(0)
+        model, (x, y) = binary_logits()
+        return kl.TicketSearch(model, x, y, rounds=1, epochs=1, batch_size=20, verbose=0,
+                               directory=tmp_path)
+
+    auc_search().run()
+    # Keras numbers the second AUC object afresh: auc_1.
+    with pytest.raises(ValueError, match=r"differs at metrics\[1\]\.config\.name: 'auc(_\d+)?' then, 'auc_\d+' now"):
+        auc_search().run()
+
+
+def test_resume_compares_the_layers_not_only_their_shapes(tmp_path):
+    search(rounds=1, directory=tmp_path).run()
+    model = compiled_mlp()
+    tanh = keras.Sequential([keras.Input((12,)), kl.MaskedDense(40, activation="tanh", name="fc1"),
+                             keras.layers.Dropout(0.0), *model.layers[2:]], name="mlp")
+    tanh.compile(**{k: v for k, v in model.get_compile_config().items()
+                    if k in ("optimizer", "loss", "metrics")})
+    with pytest.raises(ValueError, match=r"\['architecture'\].*'relu' then, 'tanh' now"):
+        search(tanh, rounds=1, directory=tmp_path).run()
+
+
+def test_an_old_fingerprint_is_refused_by_its_format(tmp_path):
+    search(rounds=1, directory=tmp_path).run()
+    (tmp_path / "search.json").write_text(json.dumps({"config": {}, "weights": {}}))
+    with pytest.raises(ValueError, match="another version of keras-lottery"):
+        search(rounds=1, directory=tmp_path).run()
+
+
+def test_a_refused_run_leaves_the_search_as_it_was():
+    s = search(rounds=1, validation_data=VAL)
+    s.run()
+    with pytest.raises(ValueError, match="Expected `validation_data` the model can be evaluated"):
+        s.run(epochs=3, validation_data=(X[:5, :4], Y[:5]))
+    assert s.config.fit["epochs"] == 1 and s.validation_data is VAL
+    assert len(s.run().records) == 2
+    with pytest.raises(ValueError, match="Expected `validation_data` with `monitor`"):
+        search(rounds=1, monitor="val_accuracy").run()
+
+
+def test_callback_log_entries_are_not_recorded_as_metrics():
+    lower = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=0)
+    record = search(rounds=1, validation_data=VAL, callbacks=[lower]).run().record(0)
+    assert set(record.final) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
 
 
 def unnamed_mlp():
