@@ -7,8 +7,8 @@ fresh optimizer and the first train step's trace, measured as the first
 execution's excess over the median one), evaluation, and steady training.
 The share outside `fit`'s steady state is the search's own overhead.
 
-It times private steps of TicketSearch by wrapping them in a subclass: a
-measurement, not an API. One backend per process (KERAS_BACKEND); about a
+It times private steps of TicketSearch by wrapping them where the search
+calls them: a measurement, not an API. One backend per process (KERAS_BACKEND); about a
 minute per backend with the defaults on a 2-core CPU.
 
     KERAS_BACKEND=jax python benchmarks/search_overhead.py --data ../shared/data/mnist.npz
@@ -24,6 +24,7 @@ import keras
 import keras_lottery as kl
 from keras_lottery.models import lenet_300_100
 from keras_lottery import callbacks as search_callbacks
+from keras_lottery import training as search_training
 from vs_pytorch_loop import load, steps_per_execution  # the same data and settings
 
 
@@ -80,11 +81,14 @@ def main():
                              test_data=test, verbose=0, callbacks=[steps])
     rows = []
     clock = Clock()
-    search._iterative_masks = clock.wrap("prune", search._iterative_masks)
-    search._set = clock.wrap("rewind", search._set)
+    # The private steps of a round, timed where the search calls them.
+    search._masks_for = clock.wrap("prune", search._masks_for)
+    kl.state.restore = clock.wrap("rewind", kl.state.restore)
+    search_training.apply_masks = clock.wrap("rewind", search_training.apply_masks)
+    search.optimizer.reset = clock.wrap("compile", search.optimizer.reset)
     search.model.compile_from_config = clock.wrap("compile", search.model.compile_from_config)
     search_callbacks.evaluate = clock.wrap("evaluate", search_callbacks.evaluate)
-    original_train = search._train
+    original_train = search._train_ticket
 
     def train(*a, **k):
         before, began = dict(clock.spent), time.perf_counter()
@@ -93,7 +97,7 @@ def main():
         spent = {n: clock.spent.get(n, 0.0) - before.get(n, 0.0) for n in clock.spent}
         typical = statistics.median(steps.durations[1:] or steps.durations)
         trace = max(0.0, steps.durations[0] - typical)
-        # Pruning runs just before `_train`, when the plan computes the masks.
+        # Pruning runs just before `_train_ticket`, when the round's masks are computed.
         prune = clock.last.pop("prune", 0.0)
         row = {"round": record.round, "wall": wall + prune, "prune": prune,
                "rewind": spent.get("rewind", 0.0), "compile": spent.get("compile", 0.0),
@@ -103,7 +107,7 @@ def main():
         rows.append(row)
         return record
 
-    search._train = train
+    search._train_ticket = train
     search.run()
     print(f"backend {keras.backend.backend()}, steps_per_execution {steps_per_execution(args)}")
     columns = ["round", "wall", "prune", "rewind", "compile", "first_step_trace", "evaluate",

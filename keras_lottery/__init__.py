@@ -1,23 +1,27 @@
 """keras-lottery: lottery-ticket pruning for Keras 3 on TensorFlow, JAX and PyTorch.
 
 Masked layers, conversion of a Keras model to them and back, pruning as pure
-functions over `{variable_path: array}` dicts, masks in and out of a model,
-and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
+functions over `{variable_path: array}` dicts, pruning criteria (after
+training, and at initialization: SNIP, GraSP, SynFlow), masks in and out of
+a model, and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 """
 
 from keras_lottery import (
     callbacks,
     conversion,
+    criteria,
     datasets,
     layers,
     models,
     plots,
     presets,
     pruning,
+    saliency,
     schedules,
     sparsity,
     state,
 )
+from keras_lottery.criteria import Criterion
 from keras_lottery.conversion import prunable, strip
 from keras_lottery.layers import (
     MaskedConv1D,
@@ -59,12 +63,15 @@ from keras_lottery.sparsity import SparsityReport, sparsity_report, unmasked_lay
 from keras_lottery.pruning import (
     PruneRates,
     density,
+    erk_densities,
     global_magnitude_prune,
+    global_score_prune,
     magnitude_prune,
     prune_count,
     random_masks_like,
     random_prune,
     rates_for_densities,
+    score_prune,
 )
 from keras_lottery.results import RoundRecord, SearchResult
 from keras_lottery.ticket_search import SearchConfig, TicketSearch

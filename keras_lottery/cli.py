@@ -3,6 +3,8 @@
     keras-lottery run --preset lenet_300_100_mnist --out runs/lenet --backend jax
     keras-lottery run --network conv2 --dataset fashion_mnist --rounds 5 --rate 0.2 \
         --controls random_reinit --out runs/conv2
+    keras-lottery run --preset lenet_300_100_mnist --criterion snip --budget global \
+        --output-rate 0.2 --one-shot 0.2 0.05 --controls random_pruning --out runs/snip
     keras-lottery report runs/lenet
     keras-lottery plot runs/lenet --out figures/
 """
@@ -11,6 +13,10 @@ import argparse
 import os
 import pathlib
 import sys
+
+from keras_lottery.criteria import CRITERIA, Criterion
+from keras_lottery.planning import BUDGETS
+from keras_lottery.search_config import CONTROLS
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -34,11 +40,21 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--rate", type=float, help="fraction of remaining weights pruned per round")
     how.add_argument("--output-rate", type=float, help="rate of the output layer")
     how.add_argument("--global", dest="global_pruning", action="store_true", default=None,
-                     help="global magnitude pruning")
+                     help="global pruning (the same as --budget global)")
+    how.add_argument("--budget", choices=BUDGETS,
+                     help="how layers share a density (default: the preset's)")
+    how.add_argument("--criterion", choices=CRITERIA, default="large_final",
+                     help="which weights a round keeps; snip, grasp and synflow prune at "
+                          "initialization and need --one-shot")
+    how.add_argument("--score-examples", type=int, default=256,
+                     help="training examples snip and grasp score on")
+    how.add_argument("--synflow-iterations", type=int, default=100,
+                     help="steps synflow prunes in to each density")
+    how.add_argument("--grasp-temperature", type=float, default=200.0)
     how.add_argument("--one-shot", type=float, nargs="+", metavar="DENSITY",
                      help="prune once, straight to each of these densities")
     how.add_argument("--rewind-step", type=int, help="rewind to this iteration (0: θ0)")
-    how.add_argument("--controls", nargs="+", choices=("random_reinit", "random_pruning"),
+    how.add_argument("--controls", nargs="+", choices=CONTROLS,
                      default=[], help="controls to train beside each round")
     how.add_argument("--iterations", type=int,
                      help="training iterations per round, rounded up to whole epochs")
@@ -98,6 +114,7 @@ def _run(args) -> int:
         "rounds": args.rounds, "iterations": args.iterations, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "dropout": args.dropout,
         "eval_every": args.eval_every, "global_pruning": args.global_pruning,
+        "budget": args.budget,
     }.items() if v is not None}
     name = args.preset
     if name is None:
@@ -118,7 +135,10 @@ def _run(args) -> int:
             base.default if args.rate is None else args.rate, by_kind=by_kind)
     search = TicketSearch.from_preset(
         name, data_dir=args.data_dir, limit=args.limit, directory=args.out,
-        controls=args.controls, one_shot=args.one_shot, rewind_step=args.rewind_step or 0,
+        controls=args.controls, one_shot=args.one_shot,
+        criterion=Criterion(args.criterion, examples=args.score_examples,
+                            iterations=args.synflow_iterations,
+                            temperature=args.grasp_temperature), rewind_step=args.rewind_step or 0,
         seed=args.seed, verbose=args.verbose, **overrides)
     result = search.run()
     out = pathlib.Path(args.out)

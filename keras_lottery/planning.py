@@ -1,11 +1,20 @@
-"""Which masks each round of a search trains: the paper's ladder, as pure functions.
+"""Which masks each round of a search trains: the ladder and the layer budgets, as pure functions.
 
-Iterative pruning brings each layer to `start_density * (1 - rate) ** round`
-of its full size (exactly, to the weight), pruning the smallest trained
-magnitudes of what the previous round kept; one-shot pruning brings the
-dense round's weights straight to each target. `start_density` is the
-layer's density before the search: an already-pruned model goes on down
-from where it is. Nothing here touches Keras.
+Iterative pruning brings the network down by a fixed rate per round,
+pruning the lowest scores (by default the smallest trained magnitudes) of
+what the previous round kept; one-shot pruning brings the dense network
+straight to each target. How a density is shared among layers is the
+*budget*:
+
+- `"uniform"` (the paper's): each layer at its own rate, so each layer is at
+  `start_density * (1 - rate) ** round` of its full size (exactly, to the
+  weight);
+- `"global"`: the layers with a nonzero rate share one ranking of scores;
+- `"erk"`: Erdős-Rényi-Kernel densities (Evci et al. 2020), denser small
+  layers and sparser big ones, each layer pruned by its own scores.
+
+`start_density` is a layer's density before the search: an already-pruned
+model goes on down from where it is. Nothing here touches Keras.
 """
 
 from collections.abc import Mapping
@@ -14,68 +23,93 @@ import numpy as np
 
 from keras_lottery import pruning
 
+BUDGETS = ("uniform", "global", "erk")
+
 
 def densities(masks: Mapping[str, np.ndarray]) -> dict[str, float]:
     """`{path: fraction of ones}`: where each layer starts its ladder."""
     return {path: float(np.count_nonzero(mask)) / mask.size for path, mask in masks.items()}
 
 
-def iterative_masks(previous, trained, rates, start, round_, global_rate=None):
-    """Round `round_`'s masks, pruned by magnitude from round `round_ - 1`'s.
+def iterative_masks(previous, scores, rates, start, round_, budget="uniform"):
+    """Round `round_`'s masks, pruned by `scores` from round `round_ - 1`'s.
 
     Args:
         previous: the previous round's masks `{path: bool array}`.
-        trained: that round's trained weights `{path: array}`.
+        scores: `{path: array}` to rank, higher kept (`|trained weights|`
+            for the paper's criterion).
         rates: `{path: rate}`, the fraction of a layer's remaining weights a
-            round prunes (0 leaves a layer alone).
+            round prunes (0 leaves a layer alone). The "global" and "erk"
+            budgets take their one nonzero rate for the whole network.
         start: `{path: density}` before the search (`densities(initial masks)`).
         round_: the round, from 1.
-        global_rate: the one nonzero rate, to rank weights across layers; None
-            prunes each layer on its own.
+        budget: one of `BUDGETS`.
     """
-    if global_rate is not None:
-        chosen = [p for p, rate in rates.items() if rate > 0]
-        sizes = {p: previous[p].size for p in chosen}
-        at_start = sum(start[p] * sizes[p] for p in chosen) / sum(sizes.values())
-        return global_masks(trained, previous, rates, at_start * (1 - global_rate) ** round_)
-    targets = {p: start[p] * (1 - rate) ** round_ for p, rate in rates.items()}
-    return pruning.magnitude_prune(trained, previous, pruning.rates_for_densities(previous, targets))
+    if budget == "uniform":
+        targets = {p: start[p] * (1 - rate) ** round_ for p, rate in rates.items()}
+        return pruning.score_prune(scores, previous,
+                                   pruning.rates_for_densities(previous, targets))
+    chosen = [p for p, rate in rates.items() if rate > 0]
+    sizes = {p: previous[p].size for p in chosen}
+    at_start = sum(start[p] * sizes[p] for p in chosen) / sum(sizes.values())
+    return chosen_at(scores, previous, rates, at_start * (1 - global_rate(rates)) ** round_,
+                     budget)
 
 
-def one_shot_masks(dense, trained, rates, target, global_pruning=False):
-    """Masks at overall density `target`, pruned once from the dense round's weights.
+def one_shot_masks(dense, scores, rates, target, budget="uniform"):
+    """Masks at overall density `target`, pruned once from the dense round's masks.
 
-    Layer-wise, each layer gets the density it would have after r rounds of
-    the iterative ladder, r chosen so that the overall density is `target`;
-    globally, layers with a nonzero rate share what `target` leaves.
+    Uniform: each layer gets the density it would have after r rounds of
+    the iterative ladder from where it is, r chosen so that the overall
+    density is `target`.
+    Global and ERK: the layers with a nonzero rate share what `target`
+    leaves once the others are counted.
     """
     sizes = {p: m.size for p, m in dense.items()}
+    if budget == "uniform":
+        targets = densities_at(rates, sizes, target, densities(dense))
+        return pruning.score_prune(scores, dense, pruning.rates_for_densities(dense, targets))
     total = sum(sizes.values())
-    if global_pruning:
-        # `target` is over all prunable weights; excluded layers keep theirs.
-        excluded = sum(sizes[p] for p, rate in rates.items() if rate == 0)
-        return global_masks(trained, dense, rates, (target * total - excluded) / (total - excluded))
-    targets = densities_at(rates, sizes, target)
-    return pruning.magnitude_prune(trained, dense, pruning.rates_for_densities(dense, targets))
+    kept_excluded = sum(int(np.count_nonzero(dense[p])) for p, rate in rates.items() if rate == 0)
+    chosen_size = sum(sizes[p] for p, rate in rates.items() if rate > 0)
+    return chosen_at(scores, dense, rates, (target * total - kept_excluded) / chosen_size, budget)
 
 
-def global_masks(trained, masks, rates, target_density):
-    """Global magnitude pruning of the layers with a nonzero rate to `target_density`."""
+def chosen_at(scores, masks, rates, target_density, budget):
+    """The layers with a nonzero rate pruned to overall `target_density` among
+    themselves, by one global ranking ("global") or ERK layer densities ("erk")."""
     chosen = [p for p, rate in rates.items() if rate > 0]
-    total = sum(masks[p].size for p in chosen)
-    remaining = sum(int(masks[p].sum()) for p in chosen)
-    keep = max(1, min(remaining, pruning.keep_count(total, target_density)))
-    rate = (remaining - keep) / remaining
-    new = pruning.global_magnitude_prune(
-        {p: trained[p] for p in chosen}, {p: masks[p] for p in chosen}, rate
-    )
+    if budget == "global":
+        total = sum(masks[p].size for p in chosen)
+        remaining = sum(int(masks[p].sum()) for p in chosen)
+        keep = max(1, min(remaining, pruning.keep_count(total, target_density)))
+        rate = (remaining - keep) / remaining
+        new = pruning.global_score_prune(
+            {p: scores[p] for p in chosen}, {p: masks[p] for p in chosen}, rate
+        )
+    elif budget == "erk":
+        part = {p: masks[p] for p in chosen}
+        # A layer already below its ERK share cannot grow: the others take up the rest.
+        targets = pruning.erk_densities({p: masks[p].shape for p in chosen}, target_density,
+                                        caps=densities(part))
+        new = pruning.score_prune({p: scores[p] for p in chosen}, part,
+                                  pruning.rates_for_densities(part, targets))
+    else:
+        raise ValueError(f"Expected `budget` among {BUDGETS}. Received: budget={budget!r}")
     return {p: new.get(p, masks[p]) for p in masks}
 
 
-def densities_at(rates, sizes, target):
-    """Per-layer densities `(1 - rate) ** r`, r chosen so the overall density is `target`."""
+def densities_at(rates, sizes, target, start=None):
+    """Per-layer densities `start * (1 - rate) ** r`, r chosen so the overall density is `target`.
+
+    `start` is `{path: density}` before pruning (an already-pruned model);
+    defaults to dense layers.
+    """
+    start = start or {p: 1.0 for p in rates}
+
     def overall(r):
-        return sum(sizes[p] * (1 - rate) ** r for p, rate in rates.items()) / sum(sizes.values())
+        return sum(sizes[p] * start[p] * (1 - rate) ** r
+                   for p, rate in rates.items()) / sum(sizes.values())
 
     low, high = 0.0, 1.0
     while overall(high) > target:
@@ -83,7 +117,7 @@ def densities_at(rates, sizes, target):
     for _ in range(60):  # bisection: overall() decreases in r
         middle = (low + high) / 2
         low, high = (middle, high) if overall(middle) > target else (low, middle)
-    return {p: (1 - rate) ** high for p, rate in rates.items()}
+    return {p: start[p] * (1 - rate) ** high for p, rate in rates.items()}
 
 
 def global_rate(rates) -> float:
@@ -97,7 +131,9 @@ def global_rate(rates) -> float:
     return chosen.pop()
 
 
-def one_shot_floor(rates, sizes) -> float:
-    """The lowest overall density one-shot pruning can reach: the share of
-    weights in layers with rate 0, which it never prunes."""
-    return sum(sizes[p] for p, rate in rates.items() if rate == 0) / sum(sizes.values())
+def one_shot_floor(rates, sizes, start=None) -> float:
+    """The lowest overall density pruning can reach: the share of weights
+    kept in layers with rate 0 (`start` density, default 1), never pruned."""
+    start = start or {p: 1.0 for p in rates}
+    return sum(sizes[p] * start[p] for p, rate in rates.items() if rate == 0) / sum(
+        sizes.values())

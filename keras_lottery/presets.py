@@ -142,7 +142,8 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     validation = splits.validation if len(splits.validation[1]) else None
     settings = dict(
         rounds=preset.rounds, prune_rates=preset.prune_rates,
-        global_pruning=preset.global_pruning,
+        # An explicit `budget` replaces the preset's global ranking.
+        global_pruning=preset.global_pruning and "budget" not in overrides,
         eval_every=preset.eval_every if validation is not None else None,
         validation_data=validation, test_data=splits.test,
         epochs=preset.epochs(len(x)), batch_size=preset.batch_size,

@@ -58,10 +58,27 @@ def magnitude_prune(
         exactly `prune_count(remaining, rate)` fewer ones.
     """
     weights, masks = _checked(weights, masks)
-    rates = _rates_per_path(rate, weights)
+    return score_prune({p: np.abs(w) for p, w in weights.items()}, masks, rate)
+
+
+def score_prune(
+    scores: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray] | None = None,
+    rate: float | Mapping[str, float] = 0.2,
+) -> dict[str, np.ndarray]:
+    """Layer-wise pruning by any score: prune the lowest-scoring survivors per layer.
+
+    `magnitude_prune(w)` is `score_prune(|w|)`; the criteria of
+    `keras_lottery.criteria` give other scores (higher is kept).
+
+    Args:
+        scores: `{path: array}`, higher is kept.
+        masks, rate: as for `magnitude_prune`.
+    """
+    scores, masks = _checked(scores, masks, "scores")
+    rates = _rates_per_path(rate, scores)
     return {
-        path: _prune_smallest(np.abs(weights[path]), masks[path], rates[path])
-        for path in weights
+        path: _prune_smallest(scores[path], masks[path], rates[path]) for path in scores
     }
 
 
@@ -84,19 +101,80 @@ def global_magnitude_prune(
     Returns:
         New boolean masks, `{path: array}`.
     """
-    _check_rate(rate, "rate")
     weights, masks = _checked(weights, masks)
-    paths = sorted(weights)
+    return global_score_prune({p: np.abs(w) for p, w in weights.items()}, masks, rate)
+
+
+def global_score_prune(
+    scores: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray] | None = None,
+    rate: float = 0.2,
+) -> dict[str, np.ndarray]:
+    """Global pruning by any score (higher is kept), ranked across all given layers."""
+    _check_rate(rate, "rate")
+    scores, masks = _checked(scores, masks, "scores")
+    paths = sorted(scores)
     # Concatenate in path order so ties break by (path, position).
-    scores = np.concatenate([np.abs(weights[p]).ravel() for p in paths])
+    flat_scores = np.concatenate([scores[p].ravel() for p in paths])
     keep = np.concatenate([masks[p].ravel() for p in paths])
-    flat = _prune_smallest(scores, keep, rate)
+    flat = _prune_smallest(flat_scores, keep, rate)
     new_masks, start = {}, 0
     for path in paths:
-        size = weights[path].size
-        new_masks[path] = flat[start : start + size].reshape(weights[path].shape)
+        size = scores[path].size
+        new_masks[path] = flat[start : start + size].reshape(scores[path].shape)
         start += size
-    return {path: new_masks[path] for path in weights}
+    return {path: new_masks[path] for path in scores}
+
+
+def erk_densities(
+    shapes: Mapping[str, tuple], density: float, dense: tuple = (),
+    caps: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Erdős-Rényi-Kernel layer densities (Evci et al. 2020) at overall `density`.
+
+    Layer `path` of shape `(k_1, ..., k_n)` gets a density proportional to
+    `sum(k_i) / prod(k_i)`: small layers stay denser, big ones get sparser.
+    Layers the rule would make denser than their cap (1, or `caps[path]`)
+    stay at it and the others share the rest. Paths in `dense` are kept at
+    their cap and count toward `density`.
+
+    Args:
+        shapes: `{path: weight shape}`.
+        density: overall fraction of all weights in `shapes` to keep, in (0, 1].
+        dense: paths kept at their cap.
+        caps: `{path: highest density}`, e.g. a layer's current density,
+            which pruning cannot raise. Defaults to 1 for every path.
+
+    Returns:
+        `{path: density}` with `sum(density * size) == density * total size`.
+
+    Raises:
+        ValueError: if the paths in `dense` alone hold more than `density` of the
+            weights, or the caps less.
+    """
+    if not 0 < density <= 1:
+        raise ValueError(f"Expected `density` in (0, 1]. Received: density={density!r}")
+    sizes = {p: int(np.prod(shape)) for p, shape in shapes.items()}
+    raw = {p: sum(shape) / sizes[p] for p, shape in shapes.items()}
+    caps = {p: 1.0 for p in shapes} | dict(caps or {})
+    total = sum(sizes.values())
+    fixed = {p: caps[p] for p in dense}
+    while True:
+        free = [p for p in shapes if p not in fixed]
+        budget = density * total - sum(fixed[p] * sizes[p] for p in fixed)
+        if budget < -1e-9 * total or (not free and budget > 1e-9 * total):
+            held = sum(fixed[p] * sizes[p] for p in fixed) / total
+            raise ValueError(
+                f"Expected a density the ERK budget can reach. Received density={density!r}, "
+                f"but the layers at their cap hold {held:.4g} of the weights."
+            )
+        if not free:
+            return fixed
+        epsilon = budget / sum(raw[p] * sizes[p] for p in free)
+        over = [p for p in free if epsilon * raw[p] > caps[p]]
+        if not over:
+            return {p: fixed[p] if p in fixed else epsilon * raw[p] for p in shapes}
+        fixed.update({p: caps[p] for p in over})
 
 
 def random_prune(
@@ -285,10 +363,10 @@ def validate_masks(
     return checked
 
 
-def _checked(weights, masks):
+def _checked(weights, masks, name="weights"):
     if not isinstance(weights, Mapping) or not weights:
         raise ValueError(
-            "Expected `weights` to be a non-empty dict {variable_path: array}. "
+            f"Expected `{name}` to be a non-empty dict {{variable_path: array}}. "
             f"Received: {weights!r:.80}"
         )
     arrays = {}
@@ -296,13 +374,13 @@ def _checked(weights, masks):
         value = np.asarray(value)
         if not np.issubdtype(value.dtype, np.number):
             raise ValueError(
-                f"Expected numeric weights. Received weights[{path!r}] "
+                f"Expected numeric {name}. Received {name}[{path!r}] "
                 f"with dtype {value.dtype}"
             )
         bad = value.size - np.count_nonzero(np.isfinite(value))
         if bad:
             raise ValueError(
-                f"Expected finite weights. Received weights[{path!r}] with "
+                f"Expected finite {name}. Received {name}[{path!r}] with "
                 f"{bad} NaN or infinite values"
             )
         arrays[path] = value

@@ -10,7 +10,9 @@ import dataclasses
 import io
 import json
 
-RECORD_KINDS = ("ticket", "random_reinit", "random_pruning")
+# New kinds go at the end: a training's seed is drawn from its kind's position
+# (see `training.seed_for`).
+RECORD_KINDS = ("ticket", "random_reinit", "random_pruning", "inverted", "signed_constant")
 
 
 @dataclasses.dataclass
@@ -44,7 +46,7 @@ class SearchResult:
         return [r for r in self.records if r.kind == "ticket"]
 
     def controls(self, kind: str) -> list:
-        """The records of one control (`"random_reinit"` or `"random_pruning"`)."""
+        """The records of one control (`"random_reinit"`, `"random_pruning"`, ...)."""
         return [r for r in self.records if r.kind == kind]
 
     def record(self, round: int, kind: str = "ticket") -> RoundRecord:
@@ -83,11 +85,11 @@ class SearchResult:
 
     def summary(self) -> str:
         """A table: one line per record."""
-        lines = [f"{'round':>5}  {'kind':<14} {'density':>8}  {'val acc':>7}  "
+        lines = [f"{'round':>5}  {'kind':<16} {'density':>8}  {'val acc':>7}  "
                  f"{'test acc':>8}  {'early stop':>10}  {'time':>7}"]
         for r in self.records:
             lines.append(
-                f"{r.round:>5}  {r.kind:<14} {r.density:>8.2%}  "
+                f"{r.round:>5}  {r.kind:<16} {r.density:>8.2%}  "
                 f"{_fmt(r.final.get('val_accuracy')):>7}  "
                 f"{_fmt(r.early_stop.get('test_accuracy', r.final.get('test_accuracy'))):>8}  "
                 f"{str(r.early_stop_iteration or '-'):>10}  {r.wall_time:>6.1f}s"

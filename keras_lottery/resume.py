@@ -9,6 +9,7 @@ model is built in the same process. Paths are kept beside, to translate a
 saved search's arrays to the rebuilt model's paths.
 """
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ import re
 import keras
 import numpy as np
 
+from keras_lottery.criteria import Criterion
 from keras_lottery.search_config import json_roundtrip
 
 FORMAT = 2  # Bumped when the run directory's layout changes.
@@ -46,9 +48,10 @@ def fingerprint(model, config, compile_config, keys, data) -> dict:
 def differences(saved: dict, current: dict) -> list[str]:
     """What differs between two fingerprints, named for the user: settings by
     name (`"rounds"`), then `"compile"`, `"data.x"`, `"backend"`, `"model"`."""
+    config = _upgraded(saved.get("config", {}))
     found = sorted(
-        key for key in set(saved.get("config", {})) | set(current["config"])
-        if saved.get("config", {}).get(key) != current["config"].get(key)
+        key for key in set(config) | set(current["config"])
+        if config.get(key) != current["config"].get(key)
     )
     for part in ("format", "backend", "compile", "model"):
         if saved.get(part) != current[part]:
@@ -60,6 +63,17 @@ def differences(saved: dict, current: dict) -> list[str]:
         if saved.get("data", {}).get(name) != current["data"][name]:
             found.append(f"data.{name}")
     return found
+
+
+def _upgraded(config: dict) -> dict:
+    """A saved configuration in today's terms: `global_pruning` became
+    `budget`, and a search without a `criterion` pruned by `large_final`."""
+    config = dict(config)
+    if config and "budget" not in config:
+        config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
+    if config and "criterion" not in config:
+        config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
+    return config
 
 
 def explain(differences_found, saved, current) -> str:

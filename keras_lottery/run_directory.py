@@ -12,6 +12,7 @@ Layout:
     rounds/003_ticket.json      one record per trained network
     rounds/003_ticket_masks.npz its masks (also for random pruning)
     trained/003.npz             trained state of a ticket round, to prune from
+    trained/003_inverted.npz    the same of the inverted control (iterative)
     result.json                 all records so far (SearchResult)
 """
 
@@ -174,20 +175,20 @@ class SearchStore:
         return self.read(f"rounds/{round_:03d}_{kind}_masks.npz")
 
     def save_training(self, record: RoundRecord, masks: dict, trained: dict | None = None,
-                      stale: str | None = None) -> None:
+                      stale: tuple = ()) -> None:
         """Masks, then the trained state (ticket rounds), then the record that
-        marks the training finished; then the no longer needed `stale` file."""
+        marks the training finished; then the no longer needed `stale` files."""
         name = f"rounds/{record.round:03d}_{record.kind}"
         self.write(f"{name}_masks.npz", masks)
         if trained is not None:
-            self.write(f"trained/{record.round:03d}.npz", trained)
+            self.write(trained_name(record.round, record.kind), trained)
         back = {new: old for old, new in self._rename.items()}
         saved = dataclasses.replace(record, layer_densities={
             back.get(k, k): v for k, v in record.layer_densities.items()})
         self.directory.write_json(f"{name}.json", dataclasses.asdict(saved))
-        if stale:
-            self.directory.remove(stale)
-            self._cache.pop(stale, None)
+        for name in stale:
+            self.directory.remove(name)
+            self._cache.pop(name, None)
 
     def save_result(self, records: list, config: dict) -> None:
         self.directory.write_json("result.json", {
@@ -196,6 +197,11 @@ class SearchStore:
     def _translated_record(self, record):
         return dataclasses.replace(record, layer_densities={
             self._rename.get(k, k): v for k, v in record.layer_densities.items()})
+
+
+def trained_name(round_: int, kind: str = "ticket") -> str:
+    """Where a training's trained state is kept, while a later round prunes from it."""
+    return f"trained/{round_:03d}.npz" if kind == "ticket" else f"trained/{round_:03d}_{kind}.npz"
 
 
 def load_result(path) -> SearchResult:

@@ -63,31 +63,34 @@ def prepared_model(model, initial_weights):
     return model, config
 
 
-def check_plan(rates, initial_masks, global_pruning, one_shot, target_density):
-    """The ladder can go where it is asked: one global rate, targets below the
-    model's density and above what layers with rate 0 keep."""
-    if global_pruning:
-        planning.global_rate(rates)
+def check_plan(rates, initial_masks, budget, one_shot, target_density):
+    """The ladder can go where it is asked: one rate for a global or ERK
+    budget, targets below the model's density and above what layers with
+    rate 0 keep."""
+    if budget != "uniform" and len({rate for rate in rates.values() if rate > 0}) != 1:
+        raise ValueError(
+            f"Expected one nonzero rate for budget={budget!r}, which shares one density "
+            "among the layers (rate 0 excludes a layer). Received rates "
+            f"{sorted(set(rates.values()))}: pass `prune_rates=0.2`, say."
+        )
     start = planning.densities(initial_masks)
     sizes = {p: m.size for p, m in initial_masks.items()}
     overall = sum(start[p] * sizes[p] for p in sizes) / sum(sizes.values())
-    if one_shot:
-        floor = planning.one_shot_floor(rates, sizes)
-        if min(one_shot) <= floor:
+    floor = planning.one_shot_floor(rates, sizes, start)
+    for name, targets in (("one_shot", one_shot), ("target_density", target_density)):
+        if targets is None:
+            continue
+        lowest, highest = (min(targets), max(targets)) if name == "one_shot" else (targets,) * 2
+        if lowest <= floor:
             raise ValueError(
-                f"Expected `one_shot` densities above {floor:.4f}, the share of weights "
-                f"in layers with rate 0. Received: one_shot={one_shot!r}"
+                f"Expected `{name}` above {floor:.4f}, the share of weights kept in layers "
+                f"with rate 0, which no budget prunes. Received: {name}={targets!r}"
             )
-        if max(one_shot) >= overall:
+        if highest >= overall:
             raise ValueError(
-                f"Expected `one_shot` densities below the model's density, {overall:.4f}. "
-                f"Received: one_shot={one_shot!r}"
+                f"Expected `{name}` below the model's density, {overall:.4f}. "
+                f"Received: {name}={targets!r}"
             )
-    if target_density is not None and target_density >= overall:
-        raise ValueError(
-            f"Expected `target_density` below the model's density, {overall:.4f}. "
-            f"Received: target_density={target_density!r}"
-        )
 
 
 def check_eval_every(eval_every, compile_config):

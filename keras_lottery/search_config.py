@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 
+from keras_lottery.criteria import Criterion, as_criterion
+from keras_lottery.planning import BUDGETS
 from keras_lottery.pruning import PruneRates
 from keras_lottery.results import RECORD_KINDS
 
@@ -27,7 +29,8 @@ class SearchConfig:
     rounds: int = 5  # Pruned rounds after the dense round 0 (iterative), at most.
     target_density: float | None = None  # Stop once overall density <= this.
     prune_rates: PruneRates = PAPER_RATES  # Rate per round, per layer.
-    global_pruning: bool = False  # Rank weights across layers instead of per layer.
+    budget: str = "uniform"  # How layers share a density: uniform, global or erk.
+    criterion: Criterion = Criterion()  # What a round keeps: the largest trained |w|.
     one_shot: tuple | None = None  # Densities to prune straight to from the dense run.
     rewind_step: int = 0  # Iteration of the dense run survivors rewind to.
     eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
@@ -41,6 +44,10 @@ class SearchConfig:
         return json_roundtrip(dataclasses.asdict(self))
 
     @property
+    def global_pruning(self) -> bool:
+        return self.budget == "global"
+
+    @property
     def best(self):
         """`np.argmin` or `np.argmax`: the early-stop point of a `monitor` curve."""
         mode = self.mode
@@ -51,8 +58,9 @@ class SearchConfig:
 
 
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
-                   monitor, mode, seed, verbose, initial_weights):
-    """Refuses bad settings; returns `one_shot` and `controls` as tuples."""
+                   monitor, mode, seed, verbose, initial_weights, criterion="large_final",
+                   budget="uniform", global_pruning=False):
+    """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion` and the budget."""
     check_int("rounds", rounds, 1)
     check_int("rewind_step", rewind_step, 0)
     check_int("seed", seed, 0)
@@ -81,13 +89,28 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
         )
     if mode not in MODES:
         raise ValueError(f"Expected `mode` among {MODES}. Received: mode={mode!r}")
+    criterion = as_criterion(criterion)
+    if budget not in BUDGETS:
+        raise ValueError(f"Expected `budget` among {BUDGETS}. Received: budget={budget!r}")
+    if global_pruning:
+        if budget not in ("uniform", "global"):
+            raise ValueError(
+                "Expected either `global_pruning=True` or a `budget`. Received: "
+                f"global_pruning=True, budget={budget!r}"
+            )
+        budget = "global"
+    if criterion.at_initialization and one_shot is None:
+        raise ValueError(
+            f"Expected `one_shot` densities with criterion {criterion.name!r}: it prunes at "
+            "initialization, once per density, before any training. Received: one_shot=None"
+        )
     if initial_weights not in INITIAL_WEIGHTS:
         raise ValueError(
             "Expected `initial_weights` None (the model is untrained: its weights are θ0) or "
             f"'current' (its current weights, pretrained, are θ0). Received: "
             f"initial_weights={initial_weights!r}"
         )
-    return one_shot, controls
+    return one_shot, controls, criterion, budget
 
 
 def check_verbose(verbose):

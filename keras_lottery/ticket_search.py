@@ -3,8 +3,10 @@
 `TicketSearch(model, ...).run(x, y, ...)` trains the dense network (round 0),
 then each round prunes the weights just trained, rewinds the survivors to θ0
 (or to iteration k), and trains again with a fresh optimizer of the model's
-compiled configuration. Controls (random reinitialization, random pruning)
-train beside each round. Every finished training is kept (in `directory=`
+compiled configuration. Another criterion (`keras_lottery.criteria`) may
+choose the weights, among them pruning at initialization (SNIP, GraSP,
+SynFlow, one-shot). Controls (random reinitialization, random pruning, the
+inverted criterion, signed-constant reinitialization) train beside each round. Every finished training is kept (in `directory=`
 on disk, else in memory), and running again resumes after it.
 
 The jobs live in their own modules: settings (`search_config`) and the
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_lottery import planning, state
+from keras_lottery import criteria, planning, saliency, state
 from keras_lottery import search_checks as checks
 from keras_lottery.callbacks import CaptureState
 from keras_lottery.masks import apply_masks, get_masks, rates_for
@@ -26,7 +28,7 @@ from keras_lottery.progress import Progress
 from keras_lottery.pruning import PruneRates, random_masks_like
 from keras_lottery.resume import fingerprint
 from keras_lottery.results import SearchResult
-from keras_lottery.run_directory import MemoryDirectory, RunDirectory, SearchStore
+from keras_lottery.run_directory import MemoryDirectory, RunDirectory, SearchStore, trained_name
 from keras_lottery.search_config import (
     PAPER_RATES,
     SearchConfig,
@@ -38,7 +40,7 @@ from keras_lottery.training import REINIT_OFFSET, FreshOptimizer, Trainer, seed_
 
 
 class TicketSearch:
-    """Finds winning tickets by iterative (or one-shot) magnitude pruning.
+    """Finds winning tickets by iterative (or one-shot) magnitude pruning, or another criterion.
 
     Args:
         model: a compiled, built model with masked layers, or a Sequential or
@@ -55,15 +57,29 @@ class TicketSearch:
         prune_rates: a `PruneRates` or one rate for all layers: the fraction of
             remaining weights pruned per round. Defaults to the paper's: 0.2,
             output layer 0.1.
-        global_pruning: rank weights across all layers with a nonzero rate
-            (which must then share one rate). Defaults to False.
+        budget: how layers share a density: `"uniform"` (each layer at its
+            own rate, the paper's), `"global"` (one ranking across the layers
+            with a nonzero rate) or `"erk"` (Erdős-Rényi-Kernel layer
+            densities); the last two take one nonzero rate for the network.
+            Defaults to `"uniform"`.
+        global_pruning: the same as `budget="global"`. Defaults to False.
+        criterion: which weights a round keeps, a name or a
+            `keras_lottery.criteria.Criterion`: after training `"large_final"`
+            (the paper's, the default), `"large_init"`, `"magnitude_increase"`,
+            `"movement"`, `"random"`; at initialization (with `one_shot`)
+            `"snip"`, `"grasp"`, `"synflow"`, scored on the rewind weights
+            (θ0) before any pruned training.
         one_shot: densities to prune straight to from the dense run, one
             training each, instead of iterating. Defaults to None.
         rewind_step: rewind to the weights after this many iterations of the
             dense run (0: θ0, the initialization). Defaults to 0.
         controls: any of `"random_reinit"` (the round's masks on a fresh
-            initialization) and `"random_pruning"` (random masks of the same
-            per-layer densities, rewound like the ticket). Defaults to none.
+            initialization), `"random_pruning"` (random masks of the same
+            per-layer densities, rewound like the ticket: the ticket's mask
+            shuffled within each layer), `"inverted"` (the round's pruning
+            with the criterion's scores negated) and `"signed_constant"` (the
+            ticket's masks, each kept weight set to the sign of its rewind
+            value times its layer's standard deviation). Defaults to none.
         eval_every: evaluate on `validation_data` (and `test_data`) every this
             many iterations; the paper uses 100. None evaluates at each epoch
             end. Requires `validation_data`.
@@ -98,27 +114,28 @@ class TicketSearch:
     def __init__(self, model, x=None, y=None, *, rounds: int = 5,
                  target_density: float | None = None,
                  prune_rates: PruneRates | float = PAPER_RATES,
-                 global_pruning: bool = False, one_shot: Sequence[float] | None = None,
+                 budget: str = "uniform", global_pruning: bool = False,
+                 criterion="large_final", one_shot: Sequence[float] | None = None,
                  rewind_step: int = 0, controls: Sequence[str] = (),
                  eval_every: int | None = None, validation_data=None, test_data=None,
                  monitor: str = "val_loss", mode: str = "auto", initial_weights=None,
                  directory=None, seed: int = 0, verbose: int = 1, **fit_kwargs):
-        one_shot, controls = check_settings(
+        one_shot, controls, criterion, budget = check_settings(
             rounds=rounds, target_density=target_density, one_shot=one_shot,
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
-            mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights)
+            mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
+            criterion=criterion, budget=budget, global_pruning=global_pruning)
         self.model, self.compile_config = checks.prepared_model(model, initial_weights)
         if not isinstance(prune_rates, PruneRates):
             prune_rates = PruneRates(prune_rates)
         self.rates = rates_for(self.model, prune_rates)
         self.initial_masks = get_masks(self.model)
-        checks.check_plan(self.rates, self.initial_masks, global_pruning, one_shot,
-                          target_density)
+        checks.check_plan(self.rates, self.initial_masks, budget, one_shot, target_density)
         checks.check_eval_every(eval_every, self.compile_config)
         self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
         self.config = SearchConfig(
             rounds=rounds, target_density=target_density, prune_rates=prune_rates,
-            global_pruning=global_pruning, one_shot=one_shot, rewind_step=rewind_step,
+            budget=budget, criterion=criterion, one_shot=one_shot, rewind_step=rewind_step,
             eval_every=eval_every, monitor=monitor, mode=mode, seed=seed,
             fit=fit_settings(fit_kwargs),
         )
@@ -233,20 +250,50 @@ class TicketSearch:
                 return
             yield round_
 
-    def _masks_for(self, round_):
-        """Round `round_`'s masks: those on file, else pruned from the last ticket."""
-        if self._has(round_, "ticket"):
+    def _masks_for(self, round_, invert=False):
+        """Round `round_`'s masks: those on file, else pruned by the criterion.
+
+        `invert` gives the inverted control's: the criterion's scores negated,
+        iterated down its own ladder (its previous round's masks and weights).
+        """
+        if not invert and self._has(round_, "ticket"):
             return self.store.masks(round_, "ticket")
         if round_ == 0:
             return self.initial_masks
-        if self.config.one_shot:
-            target = self.config.one_shot[round_ - 1]
-            return planning.one_shot_masks(self.store.masks(0, "ticket"), self._trained(0),
-                                           self.rates, target, self.config.global_pruning)
+        config, criterion = self.config, self.config.criterion
+        if criterion.at_initialization:
+            return self._pruned_at_initialization(config.one_shot[round_ - 1], invert)
+        pruned_from = 0 if config.one_shot else round_ - 1
+        lineage = "inverted" if invert and pruned_from > 0 else "ticket"
+        if invert and not self.store.exists(trained_name(pruned_from, lineage)):
+            raise ValueError(
+                f"Expected the inverted control from the first round of an iterative search. "
+                f"Received controls={list(self.controls)} for a search whose round "
+                f"{pruned_from} weights are gone: run it in a new directory."
+            )
+        start = self.theta0 if pruned_from == 0 else self.rewind_state
+        scores = criteria.after_training_scores(
+            criterion.name, self._trained(pruned_from, lineage),
+            {p: start[p] for p in self.initial_masks},
+            seed_for(config.seed, round_, "ticket"))
+        if invert:
+            scores = criteria.inverted(scores)
+        if config.one_shot:
+            return planning.one_shot_masks(self.store.masks(0, "ticket"), scores, self.rates,
+                                           config.one_shot[round_ - 1], config.budget)
         return planning.iterative_masks(
-            self.store.masks(round_ - 1, "ticket"), self._trained(round_ - 1), self.rates,
-            planning.densities(self.initial_masks), round_,
-            planning.global_rate(self.rates) if self.config.global_pruning else None)
+            self.store.masks(pruned_from, lineage), scores, self.rates,
+            planning.densities(self.initial_masks), round_, config.budget)
+
+    def _pruned_at_initialization(self, density, invert):
+        """SNIP, GraSP or SynFlow masks of the rewind weights (θ0) at `density`."""
+        state.restore(self.model, self.rewind_state)
+        return saliency.prune_at_initialization(
+            self.model, self.config.criterion, density, self.rates, self._training_data(),
+            self.config.budget, self.initial_masks, invert=invert)
+
+    def _training_data(self):
+        return self.x if self.y is None else (self.x, self.y)
 
     def _train_ticket(self, trainer, round_, masks):
         start = self.theta0 if round_ == 0 else self.rewind_state
@@ -263,19 +310,33 @@ class TicketSearch:
             self.rewind_state = capture.captured
             self.store.write("rewind.npz", self.rewind_state)
         trained = state.snapshot(self.model)
-        # Only the latest ticket is pruned from next (one-shot: round 0's).
-        stale = None if self.config.one_shot or round_ == 0 else f"trained/{round_ - 1:03d}.npz"
+        # Only the latest ticket is pruned from next (one-shot: round 0's);
+        # the inverted control's first round prunes from round 0's too.
+        first_inverted = round_ == 1 and "inverted" in self.controls
+        stale = () if self.config.one_shot or round_ == 0 or first_inverted else (
+            trained_name(round_ - 1),)
         self.store.save_training(record, masks, {p: trained[p] for p in masks}, stale)
         return record
 
     def _train_control(self, trainer, round_, kind, ticket_masks):
         seed = seed_for(self.config.seed, round_, kind)
+        masks, start = ticket_masks, self.rewind_state
         if kind == "random_reinit":
-            masks, start = ticket_masks, state.fresh_initialization(self.model, seed + REINIT_OFFSET)
-        else:
-            masks, start = random_masks_like(ticket_masks, seed), self.rewind_state
+            start = state.fresh_initialization(self.model, seed + REINIT_OFFSET)
+        elif kind == "random_pruning":
+            masks = random_masks_like(ticket_masks, seed)
+        elif kind == "inverted":
+            masks = self._masks_for(round_, invert=True)
+        elif kind == "signed_constant":
+            start = {**start, **criteria.signed_constant(masks, start)}
         record = trainer.train(round_, kind, start, masks)
-        self.store.save_training(record, masks)
+        if kind == "inverted" and not self.config.one_shot:
+            # Its next round prunes from these weights, as the ticket's does.
+            trained = state.snapshot(self.model)
+            self.store.save_training(record, masks, {p: trained[p] for p in masks},
+                                     (trained_name(round_ - 1, kind if round_ > 1 else "ticket"),))
+        else:
+            self.store.save_training(record, masks)
         return record
 
     # -- keeping what is done -----------------------------------------------
@@ -314,8 +375,8 @@ class TicketSearch:
     def _has(self, round_, kind):
         return self.store.has(round_, kind)
 
-    def _trained(self, round_):
-        trained = self.store.read(f"trained/{round_:03d}.npz")
+    def _trained(self, round_, kind="ticket"):
+        trained = self.store.read(trained_name(round_, kind))
         return {p: trained[p] for p in self.initial_masks}
 
     def _result_config(self):
@@ -363,6 +424,8 @@ class TicketSearch:
                 f"measured on it. Received: monitor={self.config.monitor!r}, "
                 "validation_data=None"
             )
+        if self.config.criterion.needs_data:  # Its batch, read now rather than after round 0.
+            saliency.scoring_batch(self._training_data(), self.config.criterion)
         checks.check_rewind_step(self.config.rewind_step, self.x, self.config.fit,
                                  self.compile_config)
 

@@ -22,9 +22,19 @@ from keras_lottery.results import RECORD_KINDS, RoundRecord
 REINIT_OFFSET = 1_000_003
 
 
+# The first three kinds' seeds are those every earlier release drew (and the
+# published results used); the ablations added later draw from their own range.
+_FIRST_KINDS = 3
+ABLATION_OFFSET = 5_000_011
+
+
 def seed_for(seed: int, round_: int, kind: str) -> int:
     """The seed of one training: distinct per round and kind, fixed by `seed`."""
-    return int(seed) * 7919 + round_ * len(RECORD_KINDS) + RECORD_KINDS.index(kind)
+    index = RECORD_KINDS.index(kind)
+    if index < _FIRST_KINDS:
+        return int(seed) * 7919 + round_ * _FIRST_KINDS + index
+    later = len(RECORD_KINDS) - _FIRST_KINDS
+    return ABLATION_OFFSET + int(seed) * 7919 + round_ * later + index - _FIRST_KINDS
 
 
 class FreshOptimizer:

@@ -56,6 +56,24 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     assert [r.round for r in result.records] == [0, 1, 2]
 
 
+def test_run_with_a_criterion_budget_and_ablations(tmp_path):
+    out = tmp_path / "synflow"
+    tiny = [a for a in TINY if a not in ("--rounds", "2")]
+    assert cli.main(["run", *tiny, "--criterion", "synflow", "--budget", "erk",
+                     "--output-rate", "0.2", "--one-shot", "0.3", "--synflow-iterations", "4",
+                     "--controls", "inverted",
+                     "signed_constant", "--out", str(out)]) == 0
+    result = SearchResult.from_json((out / "result.json").read_text())
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "inverted"), (1, "signed_constant")]
+    assert result.record(1).density == pytest.approx(0.3, abs=0.002)
+    config = json.loads((out / "search.json").read_text())["config"]
+    assert config["budget"] == "erk"
+    assert config["criterion"]["name"] == "synflow" and config["criterion"]["iterations"] == 4
+    with pytest.raises(SystemExit):
+        cli.main(["run", *tiny, "--criterion", "obd", "--out", str(out)])
+
+
 def test_a_changed_setting_is_refused(run_dir):
     with pytest.raises(ValueError, match="differs in"):
         cli.main(["run", *TINY[:-6], "--iterations", "35", "--eval-every", "35",
