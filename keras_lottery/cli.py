@@ -36,9 +36,9 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--dataset", help="a keras_lottery.datasets name")
     what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     how = run.add_argument_group("settings (override the preset's)")
-    how.add_argument("--rounds", type=int, help="pruned rounds after the dense one")
-    how.add_argument("--rate", type=float, help="fraction of remaining weights pruned per round")
-    how.add_argument("--output-rate", type=float, help="rate of the output layer")
+    how.add_argument("--rounds", type=_integer(1), help="pruned rounds after the dense one")
+    how.add_argument("--rate", type=_fraction("[0, 1)"), help="fraction of remaining weights pruned per round")
+    how.add_argument("--output-rate", type=_fraction("[0, 1)"), help="rate of the output layer")
     how.add_argument("--global", dest="global_pruning", action="store_true", default=None,
                      help="global pruning (the same as --budget global)")
     how.add_argument("--budget", choices=BUDGETS,
@@ -46,25 +46,25 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--criterion", choices=CRITERIA, default="large_final",
                      help="which weights a round keeps; snip, grasp and synflow prune at "
                           "initialization and need --one-shot")
-    how.add_argument("--score-examples", type=int, default=256,
+    how.add_argument("--score-examples", type=_integer(1), default=256,
                      help="training examples snip and grasp score on")
-    how.add_argument("--synflow-iterations", type=int, default=100,
+    how.add_argument("--synflow-iterations", type=_integer(1), default=100,
                      help="steps synflow prunes in to each density")
-    how.add_argument("--grasp-temperature", type=float, default=200.0)
-    how.add_argument("--one-shot", type=float, nargs="+", metavar="DENSITY",
+    how.add_argument("--grasp-temperature", type=_positive, default=200.0)
+    how.add_argument("--one-shot", type=_fraction("(0, 1)"), nargs="+", metavar="DENSITY",
                      help="prune once, straight to each of these densities")
-    how.add_argument("--rewind-step", type=int, help="rewind to this iteration (0: θ0)")
+    how.add_argument("--rewind-step", type=_integer(0), help="rewind to this iteration (0: θ0)")
     how.add_argument("--controls", nargs="+", choices=CONTROLS,
                      default=[], help="controls to train beside each round")
-    how.add_argument("--iterations", type=int,
+    how.add_argument("--iterations", type=_integer(1),
                      help="training iterations per round, rounded up to whole epochs")
-    how.add_argument("--batch-size", type=int)
-    how.add_argument("--learning-rate", type=float)
-    how.add_argument("--dropout", type=float, help="dropout rate after hidden dense layers")
-    how.add_argument("--eval-every", type=int, help="iterations between evaluations")
-    how.add_argument("--limit", type=int, help="train on the first N examples only")
+    how.add_argument("--batch-size", type=_integer(1))
+    how.add_argument("--learning-rate", type=_positive)
+    how.add_argument("--dropout", type=_fraction("[0, 1)"), help="dropout rate after hidden dense layers")
+    how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
+    how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
-    how.add_argument("--seed", type=int, default=0)
+    how.add_argument("--seed", type=_integer(0), default=0)
     how.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
 
     report = commands.add_parser("report", help="print a table of a saved run")
@@ -77,7 +77,44 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _integer(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
+        return value
+    return parse
+
+
+def _fraction(interval):
+    def parse(text):
+        value = _number(text)
+        low_ok = value >= 0 if interval.startswith("[") else value > 0
+        if not (low_ok and value < 1):
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, received {text}")
+        return value
+    return parse
+
+
+def _positive(text):
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text}")
+    return value
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+
+
 def main(argv=None) -> int:
+    """Runs a command; a refused input ends it with one message and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     if args.command == "run" and args.backend and _needs_backend_switch(args.backend):
@@ -85,7 +122,12 @@ def main(argv=None) -> int:
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
         os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
-    return {"run": _run, "report": _report, "plot": _plot}[args.command](args)
+    try:
+        return {"run": _run, "report": _report, "plot": _plot}[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        # The library's errors name the argument, what it expected and what
+        # it received: that message, not a traceback.
+        raise SystemExit(f"keras-lottery {args.command}: {error}") from None
 
 
 def _needs_backend_switch(backend):

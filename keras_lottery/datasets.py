@@ -405,6 +405,9 @@ def _load_images(name, data_dir, download):
     root = data_dir if explicit else os.environ.get(DATA_ENV_VAR) or None
     root = None if root is None else Path(root)
     arrays, source = _local_copy(name, root, explicit), root
+    if arrays is None and explicit and not root.is_dir():
+        # A folder named on purpose but missing: a typo, not a reason to try the network.
+        raise FileNotFoundError(_missing_message(name, root, explicit, None))
     if arrays is None:
         source = f"tfds.load({name!r})"
         try:
@@ -456,16 +459,61 @@ def _read_cifar_batches(folder):
     return np.concatenate(xs[:-1]), np.concatenate(ys[:-1]), xs[-1], ys[-1]
 
 
+# Where tfds downloads each data set from: probed first, so that a machine
+# without a network is told so in seconds, not after minutes of retries.
+_DOWNLOAD_HOSTS = {"mnist": ("storage.googleapis.com", 443),
+                   "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+                   "cifar10": ("www.cs.toronto.edu", 443)}
+
+
 def _tfds_arrays(name, download):
     import tensorflow_datasets as tfds
 
-    splits = tfds.load(name, split=["train", "test"], as_supervised=True,
-                       batch_size=_TFDS_BATCH, download=download)
+    def load(download):
+        return tfds.load(name, split=["train", "test"], as_supervised=True,
+                         batch_size=_TFDS_BATCH, download=download)
+
+    try:
+        splits = load(download=False)  # A copy tfds prepared before (or a mock).
+    except Exception:  # noqa: BLE001 - tfds says "not prepared" in several ways.
+        if not download:
+            raise
+        host = _DOWNLOAD_HOSTS[name]
+        if not _reachable(*host):
+            raise ConnectionError(
+                f"tfds has no prepared copy and {host[0]} cannot be reached within "
+                f"{_PROBE_SECONDS} s to download one: this machine looks offline"
+            ) from None
+        splits = load(download=True)
     arrays = []
     for split in splits:
         batches = list(tfds.as_numpy(split))
         arrays += [np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])]
     return tuple(arrays)
+
+
+_PROBE_SECONDS = 5
+
+
+def _reachable(host, port) -> bool:
+    """Whether a TCP connection to `host` opens within `_PROBE_SECONDS`
+    (name resolution included, which has no timeout of its own)."""
+    import socket
+    import threading
+
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=_PROBE_SECONDS).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_PROBE_SECONDS + 1)
+    return bool(result and result[0])
 
 
 def _missing_message(name, root, explicit, error):
@@ -484,9 +532,14 @@ def _missing_message(name, root, explicit, error):
         given = "`data_dir`" if explicit else DATA_ENV_VAR
         state = "" if root.is_dir() else ", which is not a directory"
         searched = f"Searched {given}={str(root)!r}{state}"
+    tried = ("" if error is None else f", and `tfds.load({name!r})` failed with "
+             f"{type(error).__name__}: {error}")
+    if error is None:
+        searched += ("" if root is not None and not root.is_dir() else
+                     ", which holds none of the layouts below")
+        searched += " (tfds was not tried: the folder was named)"
     return (
-        f"Could not load {_TITLES[name]}. {searched}, and `tfds.load({name!r})` failed with "
-        f"{type(error).__name__}: {error}\nTo work offline, put one of\n  "
+        f"Could not load {_TITLES[name]}. {searched}{tried}\nTo work offline, put one of\n  "
         + "\n  ".join(layouts)
         + f"\nin a directory and pass it as `data_dir=` or set the environment variable "
         f"{DATA_ENV_VAR} to it."

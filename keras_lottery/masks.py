@@ -99,19 +99,27 @@ def get_masks(model) -> dict[str, np.ndarray]:
     }
 
 
-def apply_masks(model, masks: Mapping[str, np.ndarray]) -> None:
+def apply_masks(model, masks: Mapping[str, np.ndarray], partial: bool = False) -> None:
     """Sets the masks of `model` and zeroes the pruned stored weights.
 
     Writes `mask` into each mask variable and `weight * mask` into each
     weight, so that stored weights are exactly zero where pruned, outside the
-    train step. Paths not in `masks` are left as they are.
+    train step.
 
     Args:
         model: a model with masked layers, built.
-        masks: `{path: binary array}` for some or all prunable weights.
+        masks: `{path: binary array}` for every prunable weight.
+        partial: accept masks for some weights only, leaving the others as
+            they are. Defaults to False: a missing path is an error.
     """
     variables = prunable_variables(model)
     _check_paths(masks, variables, "masks")
+    missing = sorted(set(variables) - set(masks))
+    if missing and not partial:
+        raise ValueError(
+            f"Expected `masks` for every prunable weight. Received none for {missing}: "
+            "pass them, or `partial=True` to leave those masks as they are."
+        )
     weights = {path: variables[path][0] for path in masks}
     # Checks everything before assigning anything: a bad mask changes nothing.
     # Shape-only stand-ins (no memory) for the weights validate_masks compares against.

@@ -34,6 +34,18 @@ class Preset:
     eval_every: int = 100  # Iterations between early-stop evaluations.
     validation_size: int = 5000  # Training examples held out for validation.
 
+    def __post_init__(self):
+        # Overrides come from users and the CLI: refuse what would train wrong.
+        for name in ("learning_rate", "batch_size", "iterations", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={self.dropout!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(
+                f"Expected `optimizer` 'adam' or 'sgd'. Received: optimizer={self.optimizer!r}")
+
     def optimizer_instance(self) -> keras.optimizers.Optimizer:
         """A new optimizer with this preset's learning-rate schedule."""
         rate = self.learning_rate

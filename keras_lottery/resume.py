@@ -21,6 +21,9 @@ from keras_lottery.criteria import Criterion
 from keras_lottery.search_config import json_roundtrip
 
 FORMAT = 2  # Bumped when the run directory's layout changes.
+# Settings that only say where the iterative ladder stops: a finished search
+# goes further down with more rounds or a lower target, its rounds unchanged.
+WHERE_IT_STOPS = ("rounds", "target_density")
 
 
 def fingerprint(model, config, compile_config, keys, data) -> dict:
@@ -51,7 +54,7 @@ def differences(saved: dict, current: dict) -> list[str]:
     config = _upgraded(saved.get("config", {}))
     found = sorted(
         key for key in set(config) | set(current["config"])
-        if config.get(key) != current["config"].get(key)
+        if config.get(key) != current["config"].get(key) and key not in WHERE_IT_STOPS
     )
     for part in ("format", "backend", "compile", "model"):
         if saved.get(part) != current[part]:

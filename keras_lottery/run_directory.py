@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -28,11 +29,51 @@ from keras_lottery import resume
 from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
 
 
+class DamagedRunError(ValueError):
+    """A file of a run directory that cannot be read: named, with the way out."""
+
+    def __init__(self, root, name, error):
+        self.path = pathlib.Path(root) / name
+        super().__init__(
+            f"Expected a readable run directory. Received a damaged file {str(self.path)!r} "
+            f"({type(error).__name__}: {error}). {_way_out(name)}"
+        )
+
+
+def _way_out(name: str) -> str:
+    """What a user can do about damaged file `name`: what is lost, what is not."""
+    if name.startswith("rounds/") and name.endswith(".json"):
+        stem = name[len("rounds/"):-len(".json")]
+        return (f"The other trainings are intact: delete rounds/{stem}.json and run again to "
+                "train that one again with the masks on file.")
+    if name.startswith("rounds/"):
+        stem = name[len("rounds/"):-len("_masks.npz")]
+        return (f"The other trainings are intact. Delete rounds/{stem}_masks.npz and "
+                f"rounds/{stem}.json and run again to prune and train it again, if the weights "
+                "it is pruned from are still in trained/ (the latest round's are); otherwise "
+                "that training cannot be redone in this directory: start a new one.")
+    if name.startswith("trained/"):
+        return ("It holds the trained weights the next round prunes from: delete the record "
+                f"of the training that wrote it (rounds/{name[len('trained/'):-4]}"
+                f"{'' if '_' in name else '_ticket'}.json) and run again to train it again; "
+                "the trainings before it are intact.")
+    if name == "result.json":
+        return "It is rewritten from the round records: run the search again, or load_result()."
+    return ("It is the start of the search (θ0, the rewind point, or the fingerprint of its "
+            "settings), which cannot be recovered from the rest: start a new directory. The "
+            "round records in rounds/ are intact and readable with load_result().")
+
+
 class RunDirectory:
     """Files of a search on disk, each written whole or not at all."""
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(
+                f"Expected `directory` to be a folder (new or of an earlier search). "
+                f"Received {str(self.path)!r}, which is a file."
+            )
 
     def exists(self, name: str) -> bool:
         return (self.path / name).exists()
@@ -41,7 +82,13 @@ class RunDirectory:
         self._write(name, lambda f: f.write(json.dumps(data, indent=1, default=repr).encode()))
 
     def read_json(self, name: str):
-        return json.loads((self.path / name).read_text())
+        try:
+            data = json.loads((self.path / name).read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return data
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise DamagedRunError(self.path, name, error) from None
 
     def write_arrays(self, name: str, arrays: dict) -> None:
         # Paths contain "/", so keys go in a list and arrays by position.
@@ -50,8 +97,11 @@ class RunDirectory:
         self._write(name, lambda f: np.savez(f, __keys__=np.array(keys), **payload))
 
     def read_arrays(self, name: str) -> dict:
-        with np.load(self.path / name) as data:
-            return {str(k): data[f"a{i}"] for i, k in enumerate(data["__keys__"])}
+        try:
+            with np.load(self.path / name) as data:
+                return {str(k): data[f"a{i}"] for i, k in enumerate(data["__keys__"])}
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise DamagedRunError(self.path, name, error) from None
 
     def list(self, folder: str, suffix: str) -> list:
         directory = self.path / folder
@@ -147,7 +197,7 @@ class SearchStore:
                 "directory (or a new TicketSearch), or the same settings, model and data."
             )
         self._rename = resume.path_translation(saved, fingerprint)
-        records = [self._translated_record(RoundRecord(**self.directory.read_json(f"rounds/{n}")))
+        records = [self._translated_record(read_record(self.directory, n))
                    for n in self.directory.list("rounds", ".json")]
         records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
         return records
@@ -204,6 +254,19 @@ def trained_name(round_: int, kind: str = "ticket") -> str:
     return f"trained/{round_:03d}.npz" if kind == "ticket" else f"trained/{round_:03d}_{kind}.npz"
 
 
+def read_record(directory, name: str) -> RoundRecord:
+    """The `RoundRecord` in `rounds/<name>`; a damaged one is named."""
+    data = directory.read_json(f"rounds/{name}")
+    try:
+        record = RoundRecord(**data)
+    except TypeError as error:
+        raise DamagedRunError(directory.path, f"rounds/{name}", error) from None
+    if record.kind not in RECORD_KINDS:
+        raise DamagedRunError(directory.path, f"rounds/{name}",
+                              ValueError(f"unknown kind {record.kind!r}"))
+    return record
+
+
 def load_result(path) -> SearchResult:
     """The `SearchResult` of the run directory at `path`, from its records.
 
@@ -217,8 +280,7 @@ def load_result(path) -> SearchResult:
             "not a run directory, or one whose search never started."
         )
     saved = directory.read_json("search.json")
-    records = [RoundRecord(**directory.read_json(f"rounds/{name}"))
-               for name in directory.list("rounds", ".json")]
+    records = [read_record(directory, name) for name in directory.list("rounds", ".json")]
     records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
     config = {**saved.get("config", {}), "backend": saved.get("backend")}
     return SearchResult(records, config)

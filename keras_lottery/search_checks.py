@@ -102,6 +102,54 @@ def check_eval_every(eval_every, compile_config):
         )
 
 
+def check_data(name, x, y=None):
+    """Array data that fit would choke on, or train on silently wrong, refused
+    before any training: a missing `y`, lengths that differ, no examples,
+    NaN or infinity. Datasets and loaders are taken as they come."""
+    leaves = keras.tree.flatten(x)
+    if not leaves or not all(hasattr(a, "shape") for a in leaves):
+        return  # A dataset, a PyDataset or a loader: it is read only by `fit`.
+    if y is None:
+        raise ValueError(
+            f"Expected `{name}` arrays with their labels. Received x of shape "
+            f"{tuple(np.shape(x))} and y=None: pass `y`, or a dataset of (x, y) batches."
+        )
+    arrays = leaves + keras.tree.flatten(y)
+    lengths = {tuple(np.shape(a))[0] if np.ndim(a) else None for a in arrays}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"Expected `{name}` arrays of one length. Received lengths {sorted(lengths, key=lambda n: (n is None, n or 0))}"
+        )
+    if lengths == {0}:
+        raise ValueError(f"Expected `{name}` with at least one example. Received none.")
+    for part, value in (("x", x), ("y", y)):
+        for array in keras.tree.flatten(value):
+            array = np.asarray(keras.ops.convert_to_numpy(array))
+            if np.issubdtype(array.dtype, np.floating):
+                bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+                if bad:
+                    raise ValueError(
+                        f"Expected finite `{name}` {part}. Received {bad} NaN or infinite "
+                        "values: training would spread them to every weight."
+                    )
+
+
+def check_labels(model, name, y):
+    """Sparse class labels outside the output layer's classes, refused before
+    training (Keras finds them only in the loss, mid-epoch, on some backends)."""
+    loss = model.get_compile_config().get("loss")
+    loss = loss if isinstance(loss, str) else (loss or {}).get("class_name", "")
+    if "sparse_categorical" not in str(loss).lower() or not hasattr(y, "shape"):
+        return
+    classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    labels = np.asarray(keras.ops.convert_to_numpy(y))
+    if classes and labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(
+            f"Expected `{name}` labels in [0, {classes}), the model's {classes} classes. "
+            f"Received labels from {labels.min()} to {labels.max()}"
+        )
+
+
 def check_monitor(model, validation_data, monitor):
     """Evaluates one batch of the validation data: it fits the model, and
     `monitor` is among the quantities recorded."""

@@ -133,6 +133,9 @@ def fit_settings(kwargs):
                 f"Expected `fit` arguments the search passes on. Received `{key}`: use "
                 f"{owned[key]} instead."
             )
+    for key in ("epochs", "batch_size", "steps_per_epoch"):
+        if kwargs.get(key) is not None:
+            check_int(key, kwargs[key], 1)
     return dict(kwargs)
 
 

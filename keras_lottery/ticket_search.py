@@ -256,7 +256,10 @@ class TicketSearch:
         `invert` gives the inverted control's: the criterion's scores negated,
         iterated down its own ladder (its previous round's masks and weights).
         """
-        if not invert and self._has(round_, "ticket"):
+        # Masks are written before the record that finishes a training: on
+        # file without it (a kill, a damaged record deleted), they are reused.
+        if not invert and (self._has(round_, "ticket") or self.store.exists(
+                f"rounds/{round_:03d}_ticket_masks.npz")):
             return self.store.masks(round_, "ticket")
         if round_ == 0:
             return self.initial_masks
@@ -398,6 +401,13 @@ class TicketSearch:
                 "Expected training data. Received none: pass `x` (and `y`) to "
                 "`TicketSearch(...)` or to `run()`."
             )
+        checks.check_data("x", self.x, self.y)
+        checks.check_labels(self.model, "y", self.y)
+        for name, data in (("validation_data", self.validation_data),
+                           ("test_data", self.test_data)):
+            if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+                checks.check_data(name, data[0], data[1])
+                checks.check_labels(self.model, name, data[1])
         if validation_data is not None:
             self.validation_data = validation_data
         if test_data is not None:

@@ -75,7 +75,7 @@ def test_run_with_a_criterion_budget_and_ablations(tmp_path):
 
 
 def test_a_changed_setting_is_refused(run_dir):
-    with pytest.raises(ValueError, match="differs in"):
+    with pytest.raises(SystemExit, match="differs in"):
         cli.main(["run", *TINY[:-6], "--iterations", "35", "--eval-every", "35",
                   "--limit", "700", "--verbose", "0", "--out", str(run_dir)])
 

@@ -50,7 +50,9 @@ def test_apply_masks_zeroes_stored_weights_and_reads_back():
 def test_partial_mask_dict_touches_only_its_paths():
     model = mlp()
     # A Sequential model built from an `Input` prefixes paths with its name.
-    kl.apply_masks(model, {"mlp/fc2/kernel": np.zeros((16, 8))})
+    with pytest.raises(ValueError, match=r"Received none for \['mlp/fc1/kernel', 'mlp/out/kernel'\]"):
+        kl.apply_masks(model, {"mlp/fc2/kernel": np.zeros((16, 8))})
+    kl.apply_masks(model, {"mlp/fc2/kernel": np.zeros((16, 8))}, partial=True)
     masks = kl.get_masks(model)
     assert masks["mlp/fc2/kernel"].sum() == 0
     assert masks["mlp/fc1/kernel"].all() and masks["mlp/out/kernel"].all()
@@ -159,9 +161,10 @@ def test_bad_masks_change_nothing():
     with pytest.raises(ValueError, match=r"Received unknown paths: \['nope/kernel'\]"):
         kl.apply_masks(model, {"mlp/fc1/kernel": np.zeros((10, 16)), "nope/kernel": np.ones(3)})
     with pytest.raises(ValueError, match=r"masks\['mlp/fc2/kernel'\] to have the shape .*\(16, 8\)"):
-        kl.apply_masks(model, {"mlp/fc1/kernel": np.zeros((10, 16)), "mlp/fc2/kernel": np.ones((8, 16))})
+        kl.apply_masks(model, {"mlp/fc1/kernel": np.zeros((10, 16)),
+                               "mlp/fc2/kernel": np.ones((8, 16))}, partial=True)
     with pytest.raises(ValueError, match="Expected binary masks"):
-        kl.apply_masks(model, {"mlp/fc1/kernel": np.full((10, 16), 0.5)})
+        kl.apply_masks(model, {"mlp/fc1/kernel": np.full((10, 16), 0.5)}, partial=True)
     assert all(mask.all() for mask in kl.get_masks(model).values())
     for path, value in kl.get_weights(model).items():
         np.testing.assert_array_equal(value, before[path])

@@ -305,8 +305,8 @@ def test_controls_can_run_later_from_a_saved_search(tmp_path):
 
 def test_resume_with_another_configuration_is_an_error(tmp_path):
     search(rounds=1, directory=tmp_path).run()
-    with pytest.raises(ValueError, match=r"differs in \['rounds'\]"):
-        search(rounds=2, directory=tmp_path).run()
+    with pytest.raises(ValueError, match=r"differs in \['prune_rates'\]"):
+        search(rounds=1, directory=tmp_path, prune_rates=0.3).run()
     with pytest.raises(ValueError, match=r"differs in \['fit'\]"):
         search(rounds=1, directory=tmp_path, batch_size=10).run()
     saved = json.loads((tmp_path / "search.json").read_text())
