@@ -10,6 +10,7 @@
 """
 
 import argparse
+import math
 import os
 import pathlib
 import sys
@@ -108,9 +109,12 @@ def _positive(text):
 
 def _number(text):
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, received {text!r}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -158,6 +162,8 @@ def _run(args) -> int:
         "eval_every": args.eval_every, "global_pruning": args.global_pruning,
         "budget": args.budget,
     }.items() if v is not None}
+    if args.one_shot and args.rounds is not None:
+        raise SystemExit("keras-lottery run: give --rounds (iterative) or --one-shot, not both")
     name = args.preset
     if name is None:
         if not (args.network and args.dataset):

@@ -405,8 +405,9 @@ def _load_images(name, data_dir, download):
     root = data_dir if explicit else os.environ.get(DATA_ENV_VAR) or None
     root = None if root is None else Path(root)
     arrays, source = _local_copy(name, root, explicit), root
-    if arrays is None and explicit and not root.is_dir():
-        # A folder named on purpose but missing: a typo, not a reason to try the network.
+    if arrays is None and root is not None and not root.is_dir():
+        # A folder named (here or in the environment) but missing: a typo, not a
+        # reason to try the network.
         raise FileNotFoundError(_missing_message(name, root, explicit, None))
     if arrays is None:
         source = f"tfds.load({name!r})"

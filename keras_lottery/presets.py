@@ -38,7 +38,8 @@ class Preset:
         # Overrides come from users and the CLI: refuse what would train wrong.
         for name in ("learning_rate", "batch_size", "iterations", "eval_every"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not 0 < value < math.inf):
                 raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={self.dropout!r}")

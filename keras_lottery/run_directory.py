@@ -34,8 +34,9 @@ class DamagedRunError(ValueError):
 
     def __init__(self, root, name, error):
         self.path = pathlib.Path(root) / name
+        state = "missing" if isinstance(error, FileNotFoundError) else "damaged"
         super().__init__(
-            f"Expected a readable run directory. Received a damaged file {str(self.path)!r} "
+            f"Expected a readable run directory. Received a {state} file {str(self.path)!r} "
             f"({type(error).__name__}: {error}). {_way_out(name)}"
         )
 
@@ -48,10 +49,16 @@ def _way_out(name: str) -> str:
                 "train that one again with the masks on file.")
     if name.startswith("rounds/"):
         stem = name[len("rounds/"):-len("_masks.npz")]
+        round_, kind = int(stem[:3]), stem[4:]
+        if kind not in ("ticket", "inverted") or round_ == 0:
+            return (f"The other trainings are intact: delete rounds/{stem}_masks.npz and "
+                    f"rounds/{stem}.json and run again to train that one again.")
+        source = f"trained/{round_ - 1:03d}" + ("" if kind == "ticket" else f"_{kind}") + ".npz"
         return (f"The other trainings are intact. Delete rounds/{stem}_masks.npz and "
-                f"rounds/{stem}.json and run again to prune and train it again, if the weights "
-                "it is pruned from are still in trained/ (the latest round's are); otherwise "
-                "that training cannot be redone in this directory: start a new one.")
+                f"rounds/{stem}.json and run again to prune and train it again; if the weights "
+                f"it is pruned from ({source}) are gone, delete the record of the training that "
+                f"wrote them too (rounds/{round_ - 1:03d}_{kind if round_ > 1 else 'ticket'}"
+                ".json), which is then retrained with the masks on file.")
     if name.startswith("trained/"):
         return ("It holds the trained weights the next round prunes from: delete the record "
                 f"of the training that wrote it (rounds/{name[len('trained/'):-4]}"
@@ -61,7 +68,7 @@ def _way_out(name: str) -> str:
         return "It is rewritten from the round records: run the search again, or load_result()."
     return ("It is the start of the search (θ0, the rewind point, or the fingerprint of its "
             "settings), which cannot be recovered from the rest: start a new directory. The "
-            "round records in rounds/ are intact and readable with load_result().")
+            "round records in rounds/ are intact JSON files.")
 
 
 class RunDirectory:
@@ -196,6 +203,11 @@ class SearchStore:
                 f"another one (differs in {found}{': ' + why if why else ''}). Use a new "
                 "directory (or a new TicketSearch), or the same settings, model and data."
             )
+        stops = {k: fingerprint["config"].get(k) for k in resume.WHERE_IT_STOPS}
+        if not read_only and any(saved.get("config", {}).get(k) != v for k, v in stops.items()):
+            # Extended (or cut short): the fingerprint says where it stops now.
+            self.directory.write_json("search.json", {
+                **saved, "config": {**saved.get("config", {}), **stops}})
         self._rename = resume.path_translation(saved, fingerprint)
         records = [self._translated_record(read_record(self.directory, n))
                    for n in self.directory.list("rounds", ".json")]

@@ -102,7 +102,7 @@ def check_eval_every(eval_every, compile_config):
         )
 
 
-def check_data(name, x, y=None):
+def check_data(name, x, y=None, sample_weight=None):
     """Array data that fit would choke on, or train on silently wrong, refused
     before any training: a missing `y`, lengths that differ, no examples,
     NaN or infinity. Datasets and loaders are taken as they come."""
@@ -122,7 +122,7 @@ def check_data(name, x, y=None):
         )
     if lengths == {0}:
         raise ValueError(f"Expected `{name}` with at least one example. Received none.")
-    for part, value in (("x", x), ("y", y)):
+    for part, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
         for array in keras.tree.flatten(value):
             array = np.asarray(keras.ops.convert_to_numpy(array))
             if np.issubdtype(array.dtype, np.floating):
@@ -138,11 +138,20 @@ def check_labels(model, name, y):
     """Sparse class labels outside the output layer's classes, refused before
     training (Keras finds them only in the loss, mid-epoch, on some backends)."""
     loss = model.get_compile_config().get("loss")
-    loss = loss if isinstance(loss, str) else (loss or {}).get("class_name", "")
-    if "sparse_categorical" not in str(loss).lower() or not hasattr(y, "shape"):
+    if isinstance(loss, (list, tuple)) or (isinstance(loss, dict) and "class_name" not in loss):
+        losses = list(loss.values()) if isinstance(loss, dict) else list(loss)
+        if len(losses) != 1:
+            return  # Several outputs: which labels go where is the loss's business.
+        loss = losses[0]
+    loss_name = loss if isinstance(loss, str) else loss.get("class_name", "") if isinstance(
+        loss, dict) else ""
+    config = loss.get("config") or {} if isinstance(loss, dict) else {}
+    if "sparsecategorical" not in loss_name.lower().replace("_", "") or not hasattr(y, "shape"):
         return
     classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
     labels = np.asarray(keras.ops.convert_to_numpy(y))
+    if config.get("ignore_class") is not None:
+        labels = labels[labels != config["ignore_class"]]
     if classes and labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(
             f"Expected `{name}` labels in [0, {classes}), the model's {classes} classes. "

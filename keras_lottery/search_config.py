@@ -78,6 +78,10 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             raise ValueError(
                 f"Expected `one_shot` densities in (0, 1). Received: one_shot={one_shot!r}"
             )
+        if len(set(one_shot)) != len(one_shot):
+            raise ValueError(
+                f"Expected distinct `one_shot` densities. Received: one_shot={one_shot!r}"
+            )
     controls = (controls,) if isinstance(controls, str) else tuple(controls)
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:

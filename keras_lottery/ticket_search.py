@@ -214,7 +214,7 @@ class TicketSearch:
                 if not self._has(round_, kind):
                     records.append(self._train_control(trainer, round_, kind, masks))
                     self._save(records, progress)
-        return SearchResult(list(records), self._result_config())
+        return SearchResult(self._within_plan(records), self._result_config())
 
     def ticket(self, round: int):  # noqa: A002 - mirrors RoundRecord.round
         """The model set to round `round`'s ticket: its masks on the rewind
@@ -324,12 +324,15 @@ class TicketSearch:
     def _train_control(self, trainer, round_, kind, ticket_masks):
         seed = seed_for(self.config.seed, round_, kind)
         masks, start = ticket_masks, self.rewind_state
-        if kind == "random_reinit":
-            start = state.fresh_initialization(self.model, seed + REINIT_OFFSET)
+        if kind in ("random_pruning", "inverted") and self.store.exists(
+                f"rounds/{round_:03d}_{kind}_masks.npz"):
+            masks = self.store.masks(round_, kind)  # A training whose record was lost.
         elif kind == "random_pruning":
             masks = random_masks_like(ticket_masks, seed)
         elif kind == "inverted":
             masks = self._masks_for(round_, invert=True)
+        if kind == "random_reinit":
+            start = state.fresh_initialization(self.model, seed + REINIT_OFFSET)
         elif kind == "signed_constant":
             start = {**start, **criteria.signed_constant(masks, start)}
         record = trainer.train(round_, kind, start, masks)
@@ -366,14 +369,26 @@ class TicketSearch:
         if records and first_time and self.verbose:
             print(f"[keras-lottery] resuming {self.store.directory.path}: "
                   f"{len(records)} trainings already done.", flush=True)
-        if not read_only:
-            self.store.save_result(records, self._result_config())  # Never left stale.
+        if not read_only:  # Never left stale.
+            self.store.save_result(self._within_plan(records), self._result_config())
         self._records = records
         return records
 
     def _save(self, records, progress):
-        self.store.save_result(records, self._result_config())
+        self.store.save_result(self._within_plan(records), self._result_config())
         progress.report(records[-1])
+
+    def _within_plan(self, records):
+        """The records of the rounds these settings reach: a rerun with fewer
+        rounds or a higher target keeps the others on file, not in its result."""
+        last = self.config.rounds
+        if self.config.one_shot:
+            last = len(self.config.one_shot)
+        elif self.config.target_density:
+            reached = [r.round for r in records if r.kind == "ticket"
+                       and r.density <= self.config.target_density]
+            last = min([last, *reached])
+        return [r for r in records if r.round <= last]
 
     def _has(self, round_, kind):
         return self.store.has(round_, kind)
@@ -401,17 +416,17 @@ class TicketSearch:
                 "Expected training data. Received none: pass `x` (and `y`) to "
                 "`TicketSearch(...)` or to `run()`."
             )
+        if validation_data is not None:
+            self.validation_data = validation_data
+        if test_data is not None:
+            self.test_data = test_data
         checks.check_data("x", self.x, self.y)
         checks.check_labels(self.model, "y", self.y)
         for name, data in (("validation_data", self.validation_data),
                            ("test_data", self.test_data)):
             if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-                checks.check_data(name, data[0], data[1])
+                checks.check_data(name, data[0], data[1], *data[2:])
                 checks.check_labels(self.model, name, data[1])
-        if validation_data is not None:
-            self.validation_data = validation_data
-        if test_data is not None:
-            self.test_data = test_data
         if callbacks is not None:
             self.callbacks = list(callbacks)
         if verbose is not None:

@@ -38,6 +38,10 @@ SEARCH_CASES = [
     ("validation labels", dict(validation_data=(X[:10], Y[:10] + 7)),
      r"Expected `validation_data` labels in \[0, 3\)"),
     ("validation NaN", dict(validation_data=(nan_x(), Y)), r"Expected finite `validation_data` x"),
+    ("sample weight NaN", dict(validation_data=(X, Y, np.where(Y > 0, np.nan, 1.0))),
+     r"Expected finite `validation_data` sample_weight"),
+    ("one_shot twice", dict(one_shot=[0.5, 0.5]), r"Expected distinct `one_shot` densities"),
+    ("loss object labels", dict(model="object_loss", y=Y + 3), r"Expected `y` labels in \[0, 3\)"),
     ("batch_size 0", dict(batch_size=0), r"Expected `batch_size` an integer >= 1. Received: batch_size=0"),
     ("epochs -1", dict(epochs=-1), r"Expected `epochs` an integer >= 1"),
     ("verbose 7", dict(verbose=7), r"Expected `verbose` 0, 1 or 2. Received: verbose=7"),
@@ -55,10 +59,22 @@ def test_bad_search_input_is_refused_before_training(what, change, message):
     settings = dict(x=X, y=Y, rounds=1, epochs=1, batch_size=20, verbose=0,
                     callbacks=[Trainings()])
     settings.update(change)
+    model = compiled_mlp()
+    if settings.pop("model", None) == "object_loss":
+        model.compile("adam", [keras.losses.SparseCategoricalCrossentropy()])
     before = Trainings.count
     with pytest.raises(ValueError, match=message):
-        kl.TicketSearch(compiled_mlp(), settings.pop("x"), settings.pop("y"), **settings).run()
+        kl.TicketSearch(model, settings.pop("x"), settings.pop("y"), **settings).run()
     assert Trainings.count == before
+
+
+def test_data_given_to_run_is_the_data_checked():
+    s = search(rounds=1, validation_data=(X[:10], Y[:10] + 7))
+    with pytest.raises(ValueError, match=r"`validation_data` labels"):
+        s.run()
+    assert len(s.run(validation_data=(X[:10], Y[:10])).records) == 2
+    with pytest.raises(ValueError, match=r"Expected finite `validation_data` x"):
+        s.run(validation_data=(nan_x(), Y))
 
 
 def test_a_file_is_not_a_run_directory(tmp_path):
@@ -125,6 +141,29 @@ def test_a_damaged_round_is_trained_again_after_the_way_out(tmp_path):
     assert result.records[2].final == reference.run().records[2].final
 
 
+def test_the_way_out_of_damaged_masks_works(tmp_path):
+    reference = search(rounds=2, controls=["inverted"], directory=tmp_path / "reference")
+    reference.run()
+    run = tmp_path / "run"
+    search(rounds=2, controls=["inverted"], directory=run).run()
+    for stem in ("002_ticket", "002_inverted"):
+        (run / "rounds" / f"{stem}_masks.npz").write_bytes(b"")
+        s = search(rounds=2, controls=["inverted"], directory=run)
+        with pytest.raises(ValueError, match=r"Delete rounds/.*_masks.npz and") as info:
+            s.run()
+            s.masks(2, stem[4:])  # A finished training's masks are read when asked for.
+        # Follow it: the masks and record, and the record that wrote the weights they need.
+        for name in re.findall(r"rounds/\d{3}_[a-z_]+?(?:_masks\.npz|\.json)", str(info.value)):
+            (run / name).unlink(missing_ok=True)
+    again = search(rounds=2, controls=["inverted"], directory=run)
+    result = again.run()
+    assert sorted((r.round, r.kind) for r in result.records) == sorted(
+        (r.round, r.kind) for r in reference.run().records)
+    for kind in ("ticket", "inverted"):
+        for path, mask in reference.masks(2, kind).items():
+            np.testing.assert_array_equal(again.masks(2, kind)[path], mask)
+
+
 # -- a finished search goes further down -------------------------------------
 
 
@@ -143,7 +182,14 @@ def test_a_finished_search_extends_with_more_rounds(tmp_path):
     reference = search(rounds=4, directory=tmp_path / "reference").run()
     assert [r.density for r in result.records] == [r.density for r in reference.records]
     lower = search(rounds=8, target_density=0.3, directory=tmp_path).run()
-    assert lower.records[-1].density <= 0.3 < lower.records[-2].density
+    tickets = lower.tickets()
+    assert tickets[-1].density <= 0.3 < tickets[-2].density
+    saved = json.loads((tmp_path / "search.json").read_text())["config"]
+    assert (saved["rounds"], saved["target_density"]) == (8, 0.3)
+    # Fewer rounds: the later ones stay on file, out of the result.
+    shorter = search(rounds=2, directory=tmp_path).run()
+    assert [r.round for r in shorter.records] == [0, 1, 2]
+    assert len(run_directory.load_result(tmp_path).records) == len(lower.records)
 
 
 # -- the command line -------------------------------------------------------
@@ -158,6 +204,7 @@ CLI_CASES = [
     (["--learning-rate", "-0.1"], r"--learning-rate: expected a number > 0, received -0.1"),
     (["--seed", "abc"], r"--seed: expected an integer, received 'abc'"),
     (["--rate", "1.5"], r"--rate: expected a number in \[0, 1\)"),
+    (["--learning-rate", "inf"], r"--learning-rate: expected a finite number, received 'inf'"),
 ]
 
 
@@ -188,6 +235,8 @@ def test_cli_refusals_are_one_message_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(SystemExit, match=r"^keras-lottery run: Expected `name` among .*'lenet9'"):
         cli.main(["run", "--preset", "lenet9", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"--rounds \(iterative\) or --one-shot, not both"):
+        cli.main(["run", *TINY, "--rounds", "3", "--one-shot", "0.5", "--out", str(tmp_path)])
 
 
 # -- offline ----------------------------------------------------------------
