@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     how = run.add_argument_group("settings (override the preset's)")
     how.add_argument("--rounds", type=_integer(1), help="pruned rounds after the dense one")
-    how.add_argument("--rate", type=_fraction("[0, 1)"), help="fraction of remaining weights pruned per round")
+    how.add_argument("--rate", type=_fraction("[0, 1)"),
+                     help="fraction of remaining weights pruned per round")
     how.add_argument("--output-rate", type=_fraction("[0, 1)"), help="rate of the output layer")
     how.add_argument("--global", dest="global_pruning", action="store_true", default=None,
                      help="global pruning (the same as --budget global)")
@@ -61,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
                      help="training iterations per round, rounded up to whole epochs")
     how.add_argument("--batch-size", type=_integer(1))
     how.add_argument("--learning-rate", type=_positive)
-    how.add_argument("--dropout", type=_fraction("[0, 1)"), help="dropout rate after hidden dense layers")
+    how.add_argument("--dropout", type=_fraction("[0, 1)"),
+                     help="dropout rate after hidden dense layers")
     how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
     how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
