@@ -6,7 +6,8 @@ then each round prunes the weights just trained, rewinds the survivors to θ0
 compiled configuration. Another criterion (`keras_lottery.criteria`) may
 choose the weights, among them pruning at initialization (SNIP, GraSP,
 SynFlow, one-shot). Controls (random reinitialization, random pruning, the
-inverted criterion, signed-constant reinitialization) train beside each round. Every finished training is kept (in `directory=`
+inverted criterion, signed-constant reinitialization) train beside each
+round. Every finished training is kept (in `directory=`
 on disk, else in memory), and running again resumes after it.
 
 The jobs live in their own modules: settings (`search_config`) and the
