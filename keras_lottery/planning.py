@@ -52,8 +52,8 @@ def iterative_masks(previous, scores, rates, start, round_, budget="uniform"):
     chosen = [p for p, rate in rates.items() if rate > 0]
     sizes = {p: previous[p].size for p in chosen}
     at_start = sum(start[p] * sizes[p] for p in chosen) / sum(sizes.values())
-    return chosen_at(scores, previous, rates, at_start * (1 - global_rate(rates)) ** round_,
-                     budget)
+    return chosen_at(scores, previous, rates,
+                     at_start * (1 - global_rate(rates, budget)) ** round_, budget)
 
 
 def one_shot_masks(dense, scores, rates, target, budget="uniform"):
@@ -120,13 +120,14 @@ def densities_at(rates, sizes, target, start=None):
     return {p: start[p] * (1 - rate) ** high for p, rate in rates.items()}
 
 
-def global_rate(rates) -> float:
-    """The one nonzero rate of a global search (0 excludes a layer)."""
+def global_rate(rates, budget="global") -> float:
+    """The one nonzero rate of a global or ERK search (0 excludes a layer)."""
     chosen = {rate for rate in rates.values() if rate > 0}
     if len(chosen) != 1:
         raise ValueError(
-            "Expected one nonzero rate for global pruning (0 excludes a layer). "
-            f"Received rates {sorted(set(rates.values()))}"
+            f"Expected one nonzero rate for budget={budget!r}, which shares one density "
+            "among the layers (rate 0 excludes a layer). Received rates "
+            f"{sorted(set(rates.values()))}: pass `prune_rates=0.2`, say."
         )
     return chosen.pop()
 

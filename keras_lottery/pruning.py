@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from keras_lottery.criteria import random_scores
+
 # What a prunable weight does; masked layers declare theirs (recurrent
 # layers: the input kernel and the recurrent kernel, so rates can differ).
 WEIGHT_KINDS = ("conv", "dense", "embedding", "attention", "recurrent_input", "recurrent")
@@ -196,14 +198,7 @@ def random_prune(
         New boolean masks, `{path: array}`.
     """
     masks = validate_masks(masks)
-    rates = _rates_per_path(rate, masks)
-    rng = np.random.default_rng(seed)
-    # Iterate in path order so the draw does not depend on dict order.
-    new = {
-        path: _prune_smallest(rng.random(masks[path].shape), masks[path], rates[path])
-        for path in sorted(masks)
-    }
-    return {path: new[path] for path in masks}
+    return score_prune(random_scores(masks, seed=seed), masks, rate)
 
 
 def random_masks_like(

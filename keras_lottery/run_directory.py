@@ -53,17 +53,18 @@ def _way_out(name: str) -> str:
         if kind not in ("ticket", "inverted") or round_ == 0:
             return (f"The other trainings are intact: delete rounds/{stem}_masks.npz and "
                     f"rounds/{stem}.json and run again to train that one again.")
-        source = f"trained/{round_ - 1:03d}" + ("" if kind == "ticket" else f"_{kind}") + ".npz"
+        source = trained_name(round_ - 1, kind if round_ > 1 else "ticket")
         return (f"The other trainings are intact. Delete rounds/{stem}_masks.npz and "
                 f"rounds/{stem}.json and run again to prune and train it again; if the weights "
                 f"it is pruned from ({source}) are gone, delete the record of the training that "
                 f"wrote them too (rounds/{round_ - 1:03d}_{kind if round_ > 1 else 'ticket'}"
                 ".json), which is then retrained with the masks on file.")
     if name.startswith("trained/"):
+        stem = name[len("trained/"):-len(".npz")]  # 003 or 003_inverted, see trained_name
+        record = stem if "_" in stem else f"{stem}_ticket"
         return ("It holds the trained weights the next round prunes from: delete the record "
-                f"of the training that wrote it (rounds/{name[len('trained/'):-4]}"
-                f"{'' if '_' in name else '_ticket'}.json) and run again to train it again; "
-                "the trainings before it are intact.")
+                f"of the training that wrote it (rounds/{record}.json) and run again to train "
+                "it again; the trainings before it are intact.")
     if name == "result.json":
         return "It is rewritten from the round records: run the search again, or load_result()."
     return ("It is the start of the search (θ0, the rewind point, or the fingerprint of its "

@@ -67,12 +67,8 @@ def check_plan(rates, initial_masks, budget, one_shot, target_density):
     """The ladder can go where it is asked: one rate for a global or ERK
     budget, targets below the model's density and above what layers with
     rate 0 keep."""
-    if budget != "uniform" and len({rate for rate in rates.values() if rate > 0}) != 1:
-        raise ValueError(
-            f"Expected one nonzero rate for budget={budget!r}, which shares one density "
-            "among the layers (rate 0 excludes a layer). Received rates "
-            f"{sorted(set(rates.values()))}: pass `prune_rates=0.2`, say."
-        )
+    if budget != "uniform":
+        planning.global_rate(rates, budget)
     start = planning.densities(initial_masks)
     sizes = {p: m.size for p, m in initial_masks.items()}
     overall = sum(start[p] * sizes[p] for p in sizes) / sum(sizes.values())
