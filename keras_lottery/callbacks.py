@@ -6,6 +6,7 @@ that live outside the model during `fit`.
 """
 
 import keras
+import numpy as np
 
 from keras_lottery import state
 from keras_lottery.evaluation import evaluate
@@ -51,8 +52,15 @@ class PeriodicEvaluation(IterationCounter):
     """Evaluates every `every` iterations (or each epoch end) and at the end.
 
     Records `curves`: `{"iteration": [...], "val_loss": [...], "val_<metric>":
-    [...], "test_loss": [...], ...}`, one entry per evaluation point, with the
-    model's compiled loss and metrics (test entries only with `test_data`).
+    [...]}`, one entry per evaluation point, with the model's compiled loss
+    and metrics; with `test_curves=True` also `"test_loss"`, ... at every point.
+
+    The test set is otherwise needed only where the paper reports it: at the
+    early-stop point (the best `monitor` value) and at the end. Rather than
+    evaluating it everywhere, the model's state is kept (a copy in memory,
+    cheap next to an evaluation) at each new best point and at the end, and
+    `test_at_points()` evaluates the test set on those two after training.
+
     With `epoch_logs=True` it also puts the `val_*` and `test_*` values at each
     epoch's end into that epoch's `logs`, where callbacks after it
     (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger,
@@ -62,15 +70,19 @@ class PeriodicEvaluation(IterationCounter):
 
     Args:
         validation_data: data for `keras_lottery.evaluation.evaluate`.
-        test_data: optional second data set, evaluated at the same points.
+        test_data: optional second data set.
         every: iterations between evaluations; None evaluates at each
             epoch end. Defaults to None.
         batch_size: batch size for array data. Defaults to 1000.
         epoch_logs: fill each epoch's logs. Defaults to True.
+        test_curves: evaluate `test_data` at every point too. Defaults to False.
+        monitor: the quantity whose best point is kept. Defaults to "val_loss".
+        best: `np.argmin` or `np.argmax`, the best point of a `monitor` curve.
+            Defaults to `np.argmin`.
     """
 
     def __init__(self, validation_data, test_data=None, every=None, batch_size=1000,
-                 epoch_logs=True):
+                 epoch_logs=True, test_curves=False, monitor="val_loss", best=np.argmin):
         super().__init__()
         self.sets = {"val": validation_data}
         if test_data is not None:
@@ -78,11 +90,19 @@ class PeriodicEvaluation(IterationCounter):
         self.every = every
         self.batch_size = batch_size
         self.epoch_logs = epoch_logs
+        self.test_curves = test_curves
+        self.monitor, self.best = monitor, best
+
+    @property
+    def _kept(self):
+        """Whether states are kept for `test_at_points` (else test is in the curves)."""
+        return "test" in self.sets and not self.test_curves
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.curves = {"iteration": []}
-        self._latest = (None, {})  # (iteration, {name: value}) of the last evaluation.
+        self._latest = {}  # set -> (iteration, {name: value}) of its last evaluation.
+        self.states = {}  # "early_stop" / "final" -> (iteration, state.snapshot).
 
     def on_train_batch_end(self, batch, logs=None):
         before = self.iteration
@@ -94,26 +114,58 @@ class PeriodicEvaluation(IterationCounter):
         if not self.every:
             self._record()
         if self.epoch_logs and logs is not None:
-            logs.update(self._evaluated())
+            logs.update(self._evaluated(tuple(self.sets)))
 
     def on_train_end(self, logs=None):
         if not self.curves["iteration"] or self.curves["iteration"][-1] != self.iteration:
             self._record()
+        if self._kept:
+            self.states["final"] = (self.iteration, state.snapshot(self.model))
 
-    def _evaluated(self):
-        """The evaluation at the current iteration, reused if there is one."""
-        iteration, values = self._latest
-        if iteration != self.iteration:
-            model = self.model  # Syncs the variables on JAX.
-            values = {f"{name}_{metric}": value for name, data in self.sets.items()
-                      for metric, value in evaluate(model, data, self.batch_size).items()}
-            self._latest = (self.iteration, values)
+    def test_at_points(self, model) -> dict:
+        """`{"final": {"test_loss": ...}, "early_stop": {...}}` from the kept states.
+
+        Call after `fit`; the model's state is put back as it was.
+        """
+        if not self._kept or "final" not in self.states:
+            return {}
+        current = state.snapshot(model)
+        found, by_iteration = {}, {}
+        try:
+            for point, (iteration, kept) in self.states.items():
+                if iteration not in by_iteration:
+                    state.restore(model, kept)
+                    by_iteration[iteration] = {
+                        f"test_{k}": v
+                        for k, v in evaluate(model, self.sets["test"], self.batch_size).items()}
+                found[point] = by_iteration[iteration]
+        finally:
+            state.restore(model, current)
+        return found
+
+    def _evaluated(self, names):
+        """The evaluation of sets `names` at the current iteration, reused if there is one."""
+        values = {}
+        for name in names:
+            iteration, found = self._latest.get(name, (None, {}))
+            if iteration != self.iteration:
+                model = self.model  # Syncs the variables on JAX.
+                found = {f"{name}_{metric}": value for metric, value
+                         in evaluate(model, self.sets[name], self.batch_size).items()}
+                self._latest[name] = (self.iteration, found)
+            values.update(found)
         return values
 
     def _record(self):
+        names = tuple(self.sets) if not self._kept else ("val",)
         self.curves["iteration"].append(self.iteration)
-        for key, value in self._evaluated().items():
+        for key, value in self._evaluated(names).items():
             self.curves.setdefault(key, []).append(value)
+        curve = self.curves.get(self.monitor)
+        # The same choice as the record's early stop (first best; NaN as
+        # numpy's argmin/argmax treat it), made as the curve grows.
+        if self._kept and curve and int(self.best(curve)) == len(curve) - 1:
+            self.states["early_stop"] = (self.iteration, state.snapshot(self.model))
 
 
 class CaptureState(IterationCounter):

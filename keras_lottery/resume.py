@@ -76,6 +76,8 @@ def _upgraded(config: dict) -> dict:
         config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
     if config and "criterion" not in config:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
+    if config and "test_curves" not in config:  # Before it was an option, always.
+        config["test_curves"] = True
     return config
 
 

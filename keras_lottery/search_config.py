@@ -36,6 +36,7 @@ class SearchConfig:
     eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
     monitor: str = "val_loss"  # The early-stop criterion's quantity.
     mode: str = "auto"  # Whether `monitor` is best at its "min" or "max"; "auto" guesses.
+    test_curves: bool = False  # Test set at every point, not only at early stop and the end.
     seed: int = 0  # Seeds every training (data order, dropout) and the controls.
     fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
 
@@ -59,7 +60,7 @@ class SearchConfig:
 
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
                    monitor, mode, seed, verbose, initial_weights, criterion="large_final",
-                   budget="uniform", global_pruning=False):
+                   budget="uniform", global_pruning=False, test_curves=False):
     """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion` and the budget."""
     check_int("rounds", rounds, 1)
     check_int("rewind_step", rewind_step, 0)
@@ -91,6 +92,9 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             "Expected `monitor` to name a validation quantity, `val_loss` or `val_<metric>` "
             f"of a compiled metric. Received: monitor={monitor!r}"
         )
+    if not isinstance(test_curves, bool):
+        raise ValueError(f"Expected `test_curves` True or False. Received: "
+                         f"test_curves={test_curves!r}")
     if mode not in MODES:
         raise ValueError(f"Expected `mode` among {MODES}. Received: mode={mode!r}")
     criterion = as_criterion(criterion)

@@ -87,7 +87,14 @@ class TicketSearch:
         validation_data: `(x, y)` or a dataset, for the early-stop criterion.
             Its loss and every compiled metric are recorded, and with callbacks
             they are in each epoch's `logs` as `val_loss`, `val_<metric>`.
-        test_data: `(x, y)` or a dataset, evaluated at the same points.
+        test_data: `(x, y)` or a dataset, evaluated where the paper reports
+            it: at the early-stop point and at the end of each training (the
+            state at the best validation point is kept in memory for it).
+        test_curves: evaluate `test_data` at every point too, for test
+            curves (the paper's Figure 1); with MNIST's 5,000 validation and
+            10,000 test images that triples the evaluation work. The
+            early-stop and final values are the same either way. Defaults
+            to False.
         monitor: the early-stop criterion, `"val_loss"` (the paper's) or
             `"val_<metric>"` of a compiled metric. Defaults to `"val_loss"`.
         mode: `"min"`, `"max"`, or `"auto"` (max for accuracy-like names).
@@ -119,13 +126,15 @@ class TicketSearch:
                  criterion="large_final", one_shot: Sequence[float] | None = None,
                  rewind_step: int = 0, controls: Sequence[str] = (),
                  eval_every: int | None = None, validation_data=None, test_data=None,
-                 monitor: str = "val_loss", mode: str = "auto", initial_weights=None,
+                 monitor: str = "val_loss", mode: str = "auto", test_curves: bool = False,
+                 initial_weights=None,
                  directory=None, seed: int = 0, verbose: int = 1, **fit_kwargs):
         one_shot, controls, criterion, budget = check_settings(
             rounds=rounds, target_density=target_density, one_shot=one_shot,
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
-            criterion=criterion, budget=budget, global_pruning=global_pruning)
+            criterion=criterion, budget=budget, global_pruning=global_pruning,
+            test_curves=test_curves)
         self.model, self.compile_config = checks.prepared_model(model, initial_weights)
         if not isinstance(prune_rates, PruneRates):
             prune_rates = PruneRates(prune_rates)
@@ -137,8 +146,8 @@ class TicketSearch:
         self.config = SearchConfig(
             rounds=rounds, target_density=target_density, prune_rates=prune_rates,
             budget=budget, criterion=criterion, one_shot=one_shot, rewind_step=rewind_step,
-            eval_every=eval_every, monitor=monitor, mode=mode, seed=seed,
-            fit=fit_settings(fit_kwargs),
+            eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
+            seed=seed, fit=fit_settings(fit_kwargs),
         )
         self.controls = controls
         self.x, self.y = x, y

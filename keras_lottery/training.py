@@ -98,7 +98,9 @@ class Trainer:
             # Only with callbacks of the user's does it also evaluate at epoch ends.
             counter = PeriodicEvaluation(self.validation_data, self.test_data,
                                          every=self.config.eval_every,
-                                         epoch_logs=bool(self.callbacks))
+                                         epoch_logs=bool(self.callbacks),
+                                         test_curves=self.config.test_curves,
+                                         monitor=self.config.monitor, best=self.config.best)
         else:
             counter = IterationCounter()
         began = time.perf_counter()
@@ -125,6 +127,10 @@ class Trainer:
                 )
             best = int(self.config.best(curves[self.config.monitor]))
             early_stop = {k: v[best] for k, v in curves.items()}
+            # Without test curves: the test set at the kept early-stop and final states.
+            tested = counter.test_at_points(self.model)
+            final.update(tested.get("final", {}))
+            early_stop.update(tested.get("early_stop", {}))
         elif self.test_data is not None:
             from keras_lottery.evaluation import evaluate
 

@@ -51,6 +51,8 @@ SEARCH_CASES = [
     ("criterion", dict(criterion="obd"), r"Expected `criterion` among"),
     ("monitor without validation", dict(monitor="val_accuracy"),
      r"Expected `validation_data` with `monitor`"),
+    ("test_curves text", dict(test_curves="yes"),
+     r"Expected `test_curves` True or False. Received: test_curves='yes'"),
 ]
 
 

@@ -123,6 +123,53 @@ def test_evaluation_is_what_model_evaluate_gives(make):
         assert got[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
 
 
+def two_outputs():
+    inputs = keras.Input((12,))
+    hidden = kl.MaskedDense(8, activation="relu")(inputs)
+    outputs = {"label": kl.MaskedDense(3, activation="softmax", name="label")(hidden),
+               "value": kl.MaskedDense(1, name="value")(hidden)}
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", {"label": "sparse_categorical_crossentropy", "value": "mse"},
+                  metrics={"label": ["accuracy"], "value": ["mae"]})
+    return model, (X, {"label": Y, "value": X[:, :1]})
+
+
+class ReadsInputs(keras.Model):
+    """A model whose own loss reads the inputs: they must reach it in evaluation."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        return loss + keras.ops.mean(keras.ops.abs(x[:, :1]))
+
+
+def reads_inputs():
+    inputs = keras.Input((12,))
+    model = ReadsInputs(inputs, kl.MaskedDense(3, activation="softmax")(inputs))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, (X, Y)
+
+
+@pytest.mark.parametrize("make", [multiclass_logits, regression, two_outputs, reads_inputs])
+def test_evaluation_in_parts_is_the_same(make, monkeypatch):
+    # Predictions are gathered and scored together; a large output is scored
+    # in parts (here after every batch) with the same result.
+    keras.utils.set_random_seed(0)
+    model, data = make()
+    model.fit(*data[:2], epochs=1, verbose=0)
+    # Batches of 50 divide the 200 examples: compiled on TensorFlow, Keras'
+    # evaluate averages a per-output loss over batches, not examples, which
+    # differs from the mean over examples (this and JAX's) when a batch is short.
+    expected = model.evaluate(data[0], data[1], sample_weight=data[2] if len(data) > 2 else None,
+                              batch_size=50, verbose=0, return_dict=True)
+    whole = evaluate(model, data, batch_size=50)
+    monkeypatch.setattr("keras_lottery.evaluation._PENDING_ELEMENTS", 1)
+    parts = evaluate(model, data, batch_size=50)
+    assert whole.keys() == parts.keys() == expected.keys()
+    for name, value in expected.items():
+        assert whole[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
+        assert parts[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
+
+
 def test_evaluation_leaves_the_running_metrics_alone():
     model, data = multiclass_logits()
     model.fit(*data, epochs=1, verbose=0)

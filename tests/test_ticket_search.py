@@ -227,8 +227,33 @@ def test_global_pruning_and_target_density():
     assert abs(chosen - 1280 * 0.8 ** (len(densities) - 1)) <= 1
 
 
+def test_test_set_is_evaluated_at_the_early_stop_and_final_states_only():
+    # The same trainings with test curves and without: the test values at the
+    # early-stop and final points are the same numbers, measured there only.
+    test = (X[60:140], Y[60:140])
+    settings = dict(rounds=2, epochs=3, eval_every=3, validation_data=VAL, test_data=test,
+                    monitor="val_accuracy")
+    curved = search(compiled_mlp(), test_curves=True, **settings).run()
+    kept = search(compiled_mlp(), **settings).run()
+    not_last = 0
+    for a, b in zip(curved.records, kept.records):
+        assert not any(k.startswith("test_") for k in b.curves)
+        assert {k for k in a.curves if not k.startswith("test_")} == set(b.curves)
+        for key in b.curves:
+            assert a.curves[key] == b.curves[key], key
+        best = int(np.argmax(a.curves["val_accuracy"]))
+        not_last += best != len(a.curves["iteration"]) - 1
+        for key in ("test_loss", "test_accuracy"):
+            assert b.early_stop[key] == a.curves[key][best] == a.early_stop[key]
+            assert b.final[key] == a.curves[key][-1] == a.final[key]
+    # Equal curves in later rounds also show each round pruned from the final
+    # state: the early-stop state evaluated in between was put back.
+    assert not_last, "every early stop fell on the last point: the test proves less"
+
+
 def test_early_stop_tracking_records_curves():
-    s = search(rounds=1, epochs=2, eval_every=5, validation_data=VAL, test_data=VAL)
+    s = search(rounds=1, epochs=2, eval_every=5, validation_data=VAL, test_data=VAL,
+               test_curves=True)
     result = s.run()
     record = result.record(1)
     assert record.iterations == 20
