@@ -33,6 +33,7 @@ def main():
     search = kl.TicketSearch.from_preset(
         "lenet_300_100_mnist", data_dir=args.data_dir, rounds=args.rounds,
         iterations=args.iterations, controls=["random_reinit"], directory=out, seed=args.seed,
+        test_curves=True,  # Figure 1's test-accuracy curves.
         verbose=0)
     result = search.run()
     print(result.summary())

@@ -31,10 +31,8 @@ def main():
     search = kl.TicketSearch.from_preset(
         "mlp_mnist1d", rounds=args.rounds, iterations=args.iterations,
         controls=["random_reinit"], directory=args.out,
-        # XLA on TensorFlow, torch.compile on PyTorch (JAX always compiles):
-        # a training of this small MLP takes 20% (TensorFlow) to 50% (PyTorch)
-        # less time, after one compilation for the whole search.
-        jit_compile=True,
+        # Presets compile with kl.fast_compile_settings: XLA on TensorFlow,
+        # torch.compile on PyTorch (JAX always compiles), once per search.
     )
     result = search.run()
 

@@ -19,6 +19,7 @@ from keras_lottery import (
     saliency,
     schedules,
     sparsity,
+    speed,
     state,
 )
 from keras_lottery.criteria import Criterion
@@ -60,6 +61,7 @@ from keras_lottery.masks import (
     weight_infos,
 )
 from keras_lottery.sparsity import SparsityReport, sparsity_report, unmasked_layers
+from keras_lottery.speed import fast_compile_settings
 from keras_lottery.pruning import (
     PruneRates,
     density,

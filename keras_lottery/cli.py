@@ -65,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--dropout", type=_fraction("[0, 1)"),
                      help="dropout rate after hidden dense layers")
     how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
+    how.add_argument("--test-curves", action="store_true",
+                     help="evaluate the test set at every point too (test accuracy curves); "
+                          "by default only at the early-stop point and at the end")
+    how.add_argument("--jit-compile", choices=("fast", "true", "false", "auto"), default="fast",
+                     help="compile setting: fast, the backend's fastest as measured (XLA on "
+                          "TensorFlow, torch.compile on torch); or as model.compile takes it")
     how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
     how.add_argument("--seed", type=_integer(0), default=0)
@@ -163,6 +169,8 @@ def _run(args) -> int:
         "learning_rate": args.learning_rate, "dropout": args.dropout,
         "eval_every": args.eval_every, "global_pruning": args.global_pruning,
         "budget": args.budget,
+        "jit_compile": {"fast": None, "true": True, "false": False, "auto": "auto"}[
+            args.jit_compile],
     }.items() if v is not None}
     if args.one_shot and args.rounds is not None:
         raise SystemExit("keras-lottery run: give --rounds (iterative) or --one-shot, not both")
@@ -189,7 +197,7 @@ def _run(args) -> int:
         criterion=Criterion(args.criterion, examples=args.score_examples,
                             iterations=args.synflow_iterations,
                             temperature=args.grasp_temperature), rewind_step=args.rewind_step or 0,
-        seed=args.seed, verbose=args.verbose, **overrides)
+        test_curves=args.test_curves, seed=args.seed, verbose=args.verbose, **overrides)
     result = search.run()
     out = pathlib.Path(args.out)
     (out / "result.csv").write_text(result.to_csv())

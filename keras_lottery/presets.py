@@ -12,6 +12,7 @@ import keras
 
 from keras_lottery.pruning import PruneRates
 from keras_lottery.schedules import LinearWarmup, step_decay
+from keras_lottery.speed import fast_compile_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +129,16 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     """A `search_class` (TicketSearch) set up for preset `name`.
 
     Loads the preset's data set (`data_dir` first, then tfds), builds and
-    compiles its network (`jit_compile=` goes to `compile`), and passes every
-    remaining override to the search.
+    compiles its network with the backend's fastest settings
+    (`keras_lottery.fast_compile_settings`; a `jit_compile=` override goes to
+    `compile` instead), and passes every remaining override to the search.
     `limit` keeps only the first `limit` training examples (for quick runs).
     """
     from keras_lottery import datasets, models  # Heavy; only when a preset is built.
 
     fields = {f.name for f in dataclasses.fields(Preset)}
     preset = get(name, **{k: overrides.pop(k) for k in list(overrides) if k in fields})
-    jit_compile = overrides.pop("jit_compile", "auto")  # As `model.compile` takes it.
+    jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
     splits = datasets.load(preset.dataset, data_dir=data_dir,
                            validation_size=preset.validation_size)
     x, y = splits.train
@@ -146,11 +148,11 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     keras.utils.set_random_seed(overrides.get("seed", 0))
     model = models.get(preset.network, input_shape=x.shape[1:],
                        num_classes=int(splits.test[1].max()) + 1, dropout=preset.dropout)
-    # Keras' torch trainer runs one step per execution; elsewhere one
-    # evaluation period per execution saves a dispatch per step.
-    steps = 1 if keras.backend.backend() == "torch" else preset.eval_every
+    settings = fast_compile_settings(preset.eval_every)
+    if jit_compile is not None:
+        settings["jit_compile"] = jit_compile
     model.compile(preset.optimizer_instance(), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=steps, jit_compile=jit_compile)
+                  metrics=["accuracy"], **settings)
     # No held-out set (validation_size=0): no early-stop criterion, final values only.
     validation = splits.validation if len(splits.validation[1]) else None
     settings = dict(

@@ -29,6 +29,11 @@ def test_run_writes_a_resumable_directory(run_dir):
     assert (run_dir / "result.csv").read_text().startswith("round,kind,density")
     saved = json.loads((run_dir / "search.json").read_text())
     assert saved["config"]["rounds"] == 2
+    # Compiled the fast way; the test set measured at early stop and at the end only.
+    assert saved["compile"]["jit_compile"] is True
+    assert saved["config"]["test_curves"] is False
+    assert not any(k.startswith("test_") for k in result.record(1).curves)
+    assert {"test_accuracy", "val_accuracy"} <= set(result.record(1).early_stop)
     # Resuming a finished run trains nothing and reports the same records.
     before = (run_dir / "rounds" / "002_ticket.json").stat().st_mtime_ns
     assert cli.main(["run", *TINY, "--controls", "random_reinit", "--out", str(run_dir)]) == 0
@@ -72,6 +77,17 @@ def test_run_with_a_criterion_budget_and_ablations(tmp_path):
     assert config["criterion"]["name"] == "synflow" and config["criterion"]["iterations"] == 4
     with pytest.raises(SystemExit):
         cli.main(["run", *tiny, "--criterion", "obd", "--out", str(out)])
+
+
+def test_test_curves_and_compile_setting(tmp_path):
+    out = tmp_path / "curves"
+    tiny = [a if a != "2" else "1" for a in TINY]  # One pruned round.
+    assert cli.main(["run", *tiny, "--test-curves", "--jit-compile", "false",
+                     "--out", str(out)]) == 0
+    saved = json.loads((out / "search.json").read_text())
+    assert saved["compile"]["jit_compile"] is False and saved["config"]["test_curves"] is True
+    record = SearchResult.from_json((out / "result.json").read_text()).record(1)
+    assert len(record.curves["test_accuracy"]) == len(record.curves["iteration"]) == 2
 
 
 def test_a_changed_setting_is_refused(run_dir):

@@ -1,0 +1,58 @@
+"""The fast compile settings (XLA, torch.compile, steps per execution) keep every invariant.
+
+Speed itself is measured in benchmarks/, never here.
+"""
+
+import keras
+import numpy as np
+import pytest
+from test_ticket_search import VAL, X, Y, RoundStarts, compiled_mlp
+
+import keras_lottery as kl
+
+
+def test_fast_settings_per_backend():
+    settings = kl.fast_compile_settings(eval_every=50)
+    assert settings["jit_compile"] is True
+    # Keras' torch trainer runs one step per execution only.
+    expected = 1 if keras.backend.backend() == "torch" else 50
+    assert settings["steps_per_execution"] == expected
+    assert kl.fast_compile_settings()["steps_per_execution"] == 1
+    with pytest.raises(ValueError, match=r"Expected `eval_every` an integer >= 1 or None. "
+                                         r"Received: eval_every=0"):
+        kl.fast_compile_settings(eval_every=0)
+
+
+def fast_search(**kwargs):
+    model = compiled_mlp()
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], **kl.fast_compile_settings(eval_every=5))
+    settings = dict(rounds=2, epochs=2, batch_size=20, eval_every=5, validation_data=VAL,
+                    test_data=(X[60:], Y[60:]), controls=["random_reinit"], verbose=0)
+    settings.update(kwargs)
+    return kl.TicketSearch(model, X, Y, **settings)
+
+
+def test_a_compiled_search_keeps_exact_zeros_rewinds_and_seeds():
+    starts = RoundStarts()
+    search = fast_search(callbacks=[starts])
+    assert search.model.jit_compile is True
+    result = search.run()
+    # Every ticket training starts from θ0 exactly, with its round's masks.
+    tickets = [(s, m) for s, m, r in zip(starts.starts, starts.masks, result.records)
+               if r.kind == "ticket"]
+    for start, masks in tickets:
+        for key, value in search.theta0.items():
+            expected = value * masks[key] if key in masks else value  # Pruned: stored as 0.
+            np.testing.assert_array_equal(start[key], expected, err_msg=key)
+    # Pruned weights are exactly zero after the last training (the search
+    # also checks this after every training).
+    weights, masks = kl.get_weights(search.model), kl.get_masks(search.model)
+    for path, mask in masks.items():
+        assert not np.any(weights[path][~mask]), path
+    assert result.record(2).density == sum(m.sum() for m in masks.values()) / 1340 < 0.7
+    # Same seed, same backend, same settings: the same numbers.
+    again = fast_search().run()
+    for a, b in zip(result.records, again.records):
+        assert (a.round, a.kind) == (b.round, b.kind)
+        assert a.curves == b.curves and a.final == b.final and a.early_stop == b.early_stop
