@@ -93,6 +93,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="passed to model.compile() (default: 1)",
     )
     parser.add_argument(
+        "--jit-compile", choices=("auto", "true", "false"), default="auto",
+        help="passed to model.compile(): XLA on TensorFlow, torch.compile on PyTorch "
+        "(JAX always compiles; default: auto, Keras' own choice)",
+    )
+    parser.add_argument(
+        "--after-step", action="store_true",
+        help="lenet only: also time a third model, plain layers whose kernels are masked "
+        "once per step after the optimizer's update (a constant-mask kernel constraint), "
+        "the alternative to masking in the forward pass",
+    )
+    parser.add_argument(
         "--limit", type=int, default=None,
         help="use only the first N training examples (for a quick smoke run)",
     )
@@ -137,13 +148,14 @@ def build_lenet(seed: int):
     )
 
 
-def compile_model(model, steps_per_execution: int) -> None:
+def compile_model(model, steps_per_execution: int, jit_compile: str = "auto") -> None:
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE),
         loss="sparse_categorical_crossentropy",
         steps_per_execution=steps_per_execution,
+        jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile],
     )
 
 
@@ -168,6 +180,28 @@ def time_epoch(model, x, y) -> tuple[float, float]:
 def backend_version(backend: str) -> str:
     """Version of the library behind a Keras backend (its module has the same name)."""
     return importlib.import_module(backend).__version__
+
+
+def after_step_model(seed: int, masks):
+    """Plain LeNet whose kernels are multiplied by their masks after each update.
+
+    A kernel constraint with the mask as a constant: the forward pass reads
+    the stored (already masked) kernel, and pruned weights get a nonzero
+    gradient that the constraint discards. For measurement only: on JAX a
+    constraint cannot read a mask variable, so a new mask means a new trace.
+    """
+    import keras
+    import numpy as np
+
+    model = build_lenet(seed)
+    kernels = [layer for layer in model.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == len(masks), (len(kernels), list(masks))
+    for layer, mask in zip(kernels, masks.values()):  # Both in layer order.
+        mask = np.asarray(mask, dtype="float32")
+        assert mask.shape == tuple(layer.kernel.shape), (mask.shape, layer.kernel.shape)
+        layer.kernel.constraint = lambda w, m=mask: w * keras.ops.convert_to_tensor(m)
+        layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * mask)
+    return model
 
 
 SEQUENCE_SHAPES = {  # builder keyword arguments
@@ -216,19 +250,22 @@ def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
     assert not keras_lottery.masked_layers(plain), "the plain model has masked layers"
 
     models = {"plain": plain, "masked": masked}
+    if args.after_step and model_name == "lenet":
+        models["after_step"] = after_step_model(args.seed, masks)
     for model in models.values():
-        compile_model(model, args.steps_per_execution)
+        compile_model(model, args.steps_per_execution, args.jit_compile)
     # The warm-up ends with the same partial batch as the timed epoch, so
-    # every shape the epoch sees is traced before timing.
+    # every shape the epoch sees is traced before timing. Its time, less
+    # the same steps at the timed speed, is what compiling cost.
     warmup = min(len(x), args.warmup_steps * BATCH_SIZE + len(x) % BATCH_SIZE)
-    for model in models.values():
-        time_epoch(model, x[:warmup], y[:warmup])
+    warmup_s = {name: time_epoch(model, x[:warmup], y[:warmup])[0]
+                for name, model in models.items()}
 
     times: dict[str, list[float]] = {name: [] for name in models}
     cpu_times: dict[str, list[float]] = {name: [] for name in models}
     for repeat in range(args.repeats):
         # Alternate which model goes first so drift hits both alike.
-        order = ("plain", "masked") if repeat % 2 == 0 else ("masked", "plain")
+        order = list(models) if repeat % 2 == 0 else list(models)[::-1]
         for name in order:
             wall, cpu = time_epoch(models[name], x, y)
             times[name].append(wall)
@@ -256,6 +293,12 @@ def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         "masked_median_s": masked_s,
         "ratio": masked_s / plain_s,
         "pair_ratios": [m / p for m, p in zip(times["masked"], times["plain"])],
+        **({"after_step_s": times["after_step"],
+            "after_step_ratio": statistics.median(times["after_step"]) / plain_s}
+           if "after_step" in times else {}),
+        "jit_compile": bool(masked.jit_compile),
+        "compile_s": {name: warmup_s[name] - warmup / len(x) * statistics.median(times[name])
+                      for name in models},
     }
 
 
@@ -281,24 +324,26 @@ def format_table(results: list[dict[str, Any]]) -> str:
     # CPU seconds too: on a shared VM a process can wait with nothing to do
     # (TensorFlow's epochs there take 1x or 2x their CPU time, by turns).
     header = ("model", "backend", "plain s/epoch", "masked s/epoch", "ratio", "pair ratios",
-              "cpu ratio", f"<= {TARGET_RATIO}")
+              "cpu ratio", f"<= {TARGET_RATIO}", "compile s")
     rows = []
     for r in results:
         if "error" in r or "skipped" in r:
             rows.append((r["model"], r["backend"], "error" if "error" in r else "skipped",
-                         "", "", "", "", ""))
+                         "", "", "", "", "", ""))
             continue
         pairs = r["pair_ratios"]
         cpu = statistics.median(r["masked_cpu_s"]) / statistics.median(r["plain_cpu_s"])
+        after = f" (after-step {r['after_step_ratio']:.3f})" if "after_step_ratio" in r else ""
         rows.append((
             r["model"],
             r["backend"],
             f"{r['plain_median_s']:.2f}",
             f"{r['masked_median_s']:.2f}",
-            f"{r['ratio']:.3f}",
+            f"{r['ratio']:.3f}{after}",
             f"{min(pairs):.3f}-{max(pairs):.3f}",
             f"{cpu:.3f}",
             "yes" if r["ratio"] <= TARGET_RATIO else "no",
+            f"{r['compile_s']['masked']:.1f}",
         ))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
@@ -353,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": args.repeats,
                 "warmup_steps": args.warmup_steps,
                 "steps_per_execution": args.steps_per_execution,
+                "jit_compile": args.jit_compile,
                 "limit": args.limit,
                 "threads": args.threads,
                 "seed": args.seed,

@@ -1,9 +1,11 @@
 """Where a TicketSearch round's time goes: training, or the work around it.
 
-Runs a LeNet-300-100 MNIST search (batch 60, Adam 1.2e-3, evaluation every
-100 iterations) and splits each round's wall time into: pruning (computing
-the masks), rewinding (restoring θ0 and writing the masks), compiling (the
-fresh optimizer and the first train step's trace, measured as the first
+Runs a LeNet-300-100 MNIST search (batch 60, Adam 1.2e-3, validation every
+100 iterations, the test set at the early-stop point and the end unless
+`--test-curves`; compiled as the presets compile unless `--compile keras`)
+and splits each round's wall time into: pruning (computing the masks),
+rewinding (restoring θ0 and writing the masks), compiling (the fresh
+optimizer and the first train step's trace, measured as the first
 execution's excess over the median one), evaluation, and steady training.
 The share outside `fit`'s steady state is the search's own overhead.
 
@@ -65,6 +67,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps-per-execution", type=int, default=100)
     parser.add_argument("--limit", type=int, default=None, help="first N training images only")
+    parser.add_argument("--compile", choices=("fast", "keras"), default="fast",
+                        help="fast: the presets' settings; keras: jit_compile='auto'")
+    parser.add_argument("--test-curves", action="store_true",
+                        help="test set at every evaluation point, not only at the best")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -72,13 +78,17 @@ def main():
     train, validation, test = load(args.data, args.limit)
     keras.utils.set_random_seed(0)
     model = lenet_300_100(input_shape=(784,))
+    settings = {"steps_per_execution": steps_per_execution(args), "jit_compile": "auto"}
+    if args.compile == "fast":  # As the presets compile.
+        settings["jit_compile"] = kl.fast_compile_settings(100)["jit_compile"]
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution(args))
+                  metrics=["accuracy"], **settings)
 
     steps = StepTimes()
     search = kl.TicketSearch(model, *train, rounds=args.rounds, epochs=args.epochs,
                              batch_size=60, eval_every=100, validation_data=validation,
-                             test_data=test, verbose=0, callbacks=[steps])
+                             test_data=test, test_curves=args.test_curves, verbose=0,
+                             callbacks=[steps])
     rows = []
     clock = Clock()
     # The private steps of a round, timed where the search calls them.
@@ -109,7 +119,8 @@ def main():
 
     search._train_ticket = train
     search.run()
-    print(f"backend {keras.backend.backend()}, steps_per_execution {steps_per_execution(args)}")
+    print(f"backend {keras.backend.backend()}, steps_per_execution {steps_per_execution(args)}, "
+          f"jit_compile {model.jit_compile}, test_curves {args.test_curves}")
     columns = ["round", "wall", "prune", "rewind", "compile", "first_step_trace", "evaluate",
                "steady_training", "outside_fit_share"]
     print(" ".join(f"{c:>17}" for c in columns))

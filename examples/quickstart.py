@@ -10,7 +10,7 @@ for the tickets and the reinitialized masks: at the end of training (what
 the MNIST-1D paper reports) and at the early-stop iteration (minimum
 validation loss, what the lottery-ticket paper reports).
 
-About a minute on a 2-core laptop CPU with JAX, three to four minutes with
+About a minute on a 2-core laptop CPU with JAX, about four minutes with
 TensorFlow or PyTorch:
 
     KERAS_BACKEND=jax python examples/quickstart.py
