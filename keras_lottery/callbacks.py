@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_lottery import state
 from keras_lottery.evaluation import evaluate
+from keras_lottery.search_config import best_function
 
 
 class Reseed(keras.callbacks.Callback):
@@ -77,12 +78,12 @@ class PeriodicEvaluation(IterationCounter):
         epoch_logs: fill each epoch's logs. Defaults to True.
         test_curves: evaluate `test_data` at every point too. Defaults to False.
         monitor: the quantity whose best point is kept. Defaults to "val_loss".
-        best: `np.argmin` or `np.argmax`, the best point of a `monitor` curve.
-            Defaults to `np.argmin`.
+        mode: `"min"`, `"max"` or `"auto"` (max for accuracy-like names), as
+            for the search. Defaults to "auto".
     """
 
     def __init__(self, validation_data, test_data=None, every=None, batch_size=1000,
-                 epoch_logs=True, test_curves=False, monitor="val_loss", best=np.argmin):
+                 epoch_logs=True, test_curves=False, monitor="val_loss", mode="auto"):
         super().__init__()
         self.sets = {"val": validation_data}
         if test_data is not None:
@@ -91,7 +92,7 @@ class PeriodicEvaluation(IterationCounter):
         self.batch_size = batch_size
         self.epoch_logs = epoch_logs
         self.test_curves = test_curves
-        self.monitor, self.best = monitor, best
+        self.monitor, self.best = monitor, best_function(monitor, mode)
 
     @property
     def _kept(self):
@@ -130,15 +131,17 @@ class PeriodicEvaluation(IterationCounter):
         if not self._kept or "final" not in self.states:
             return {}
         current = state.snapshot(model)
-        found, by_iteration = {}, {}
+        found, evaluated = {}, []  # evaluated: (state, values) already measured.
         try:
-            for point, (iteration, kept) in self.states.items():
-                if iteration not in by_iteration:
+            for point, (_, kept) in self.states.items():
+                # The best point is often the last: the same state, measured once.
+                same = next((values for other, values in evaluated if _equal(other, kept)), None)
+                if same is None:
                     state.restore(model, kept)
-                    by_iteration[iteration] = {
-                        f"test_{k}": v
-                        for k, v in evaluate(model, self.sets["test"], self.batch_size).items()}
-                found[point] = by_iteration[iteration]
+                    same = {f"test_{k}": v
+                            for k, v in evaluate(model, self.sets["test"], self.batch_size).items()}
+                    evaluated.append((kept, same))
+                found[point] = same
         finally:
             state.restore(model, current)
         return found
@@ -166,6 +169,10 @@ class PeriodicEvaluation(IterationCounter):
         # numpy's argmin/argmax treat it), made as the curve grows.
         if self._kept and curve and int(self.best(curve)) == len(curve) - 1:
             self.states["early_stop"] = (self.iteration, state.snapshot(self.model))
+
+
+def _equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 class CaptureState(IterationCounter):

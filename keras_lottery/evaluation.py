@@ -14,7 +14,8 @@ import numpy as np
 # Predictions kept before the loss and metrics are computed on all of them
 # at once: one call per evaluation instead of one per batch (the per-call
 # cost dominated on TensorFlow and PyTorch) with memory bounded for large
-# outputs (a language model's logits).
+# outputs (a language model's logits): labels, predictions (and inputs, for
+# a model whose own loss reads them) of at most this many values at once.
 _PENDING_ELEMENTS = 1 << 24
 
 
@@ -32,6 +33,10 @@ def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
     Returns:
         The loss (averaged over examples as `model.evaluate` does) and every
         compiled metric, keyed by Keras' names (`"accuracy"`, `"mae"`, ...).
+        The loss is computed over many batches at once: a loss that sums
+        over its batch (`reduction="sum"`) rather than averaging sums over
+        those batches together, and differs from `model.evaluate`'s, which
+        sums batch by batch.
     """
     saved = [np.array(keras.ops.convert_to_numpy(v)) for v in model.metrics_variables]
     # Only a model of your own that overrides these reads `x` there; the
@@ -42,15 +47,23 @@ def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
         for metric in model.metrics:
             metric.reset_state()
         total, count = 0.0, 0
-        pending, elements = [], 0
+        pending, elements, shapes = [], 0, None
         for x, y, weight in batches(data, batch_size):
             # numpy in, whatever the loader gave: a torch tensor cannot enter a JAX step.
             x, y = keras.tree.map_structure(to_numpy, x), keras.tree.map_structure(to_numpy, y)
             if weight is not None:
                 weight = to_numpy(weight)
-            predictions = model.predict_on_batch(x)
-            pending.append((x if needs_x else None, y, weight, predictions))
-            elements += sum(np.size(p) for p in keras.tree.flatten(predictions))
+            item = (x if needs_x else None, y, weight, model.predict_on_batch(x))
+            arrays = [a for part in item if part is not None for a in keras.tree.flatten(part)]
+            # Batches join along the first axis only: a batch shaped otherwise
+            # (padded to its own length) starts a new part.
+            item_shapes = [np.shape(a)[1:] for a in arrays]
+            if pending and item_shapes != shapes:
+                total, count = _add(model, pending, total, count)
+                pending, elements = [], 0
+            pending.append(item)
+            shapes = item_shapes
+            elements += sum(np.size(a) for a in arrays)
             if elements >= _PENDING_ELEMENTS:
                 total, count = _add(model, pending, total, count)
                 pending, elements = [], 0

@@ -48,7 +48,8 @@ def accuracy_curves(result: SearchResult, densities=None, kind="ticket", ax=None
                           for d in densities})
         records = [r for r in result.records if r.kind == kind and r.round in records]
     ax = ax or _pyplot().subplots(figsize=(6, 4))[1]
-    key = _quantity(records[0].curves)
+    # What every record drew (a resumed search may hold test curves in early records only).
+    key = _quantity(set.intersection(*(set(r.curves) for r in records)))
     for record in records:
         ax.plot(record.curves["iteration"], record.curves[key],
                 label=f"Pm={record.density:.1%}")

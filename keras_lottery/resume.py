@@ -24,6 +24,9 @@ FORMAT = 2  # Bumped when the run directory's layout changes.
 # Settings that only say where the iterative ladder stops: a finished search
 # goes further down with more rounds or a lower target, its rounds unchanged.
 WHERE_IT_STOPS = ("rounds", "target_density")
+# Settings that change what a record stores, not any number in it: a search
+# resumes whatever they were.
+RECORDING_ONLY = ("test_curves",)
 
 
 def fingerprint(model, config, compile_config, keys, data) -> dict:
@@ -54,10 +57,11 @@ def differences(saved: dict, current: dict) -> list[str]:
     config = _upgraded(saved.get("config", {}))
     found = sorted(
         key for key in set(config) | set(current["config"])
-        if config.get(key) != current["config"].get(key) and key not in WHERE_IT_STOPS
+        if config.get(key) != current["config"].get(key)
+        and key not in WHERE_IT_STOPS + RECORDING_ONLY
     )
     for part in ("format", "backend", "compile", "model"):
-        if saved.get(part) != current[part]:
+        if _part(saved, part, current["backend"]) != _part(current, part, current["backend"]):
             found.append(part)
     # Fingerprints written before layers were compared have no "architecture".
     if "architecture" in saved and saved["architecture"] != current["architecture"]:
@@ -68,6 +72,16 @@ def differences(saved: dict, current: dict) -> list[str]:
     return found
 
 
+def _part(fingerprint, part, backend):
+    """One part of a fingerprint as compared: JAX always compiles, so there
+    `jit_compile` (which the presets' default changed from "auto" to True)
+    decides nothing."""
+    value = fingerprint.get(part)
+    if part == "compile" and backend == "jax" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != "jit_compile"}
+    return value
+
+
 def _upgraded(config: dict) -> dict:
     """A saved configuration in today's terms: `global_pruning` became
     `budget`, and a search without a `criterion` pruned by `large_final`."""
@@ -76,8 +90,6 @@ def _upgraded(config: dict) -> dict:
         config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
     if config and "criterion" not in config:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
-    if config and "test_curves" not in config:  # Before it was an option, always.
-        config["test_curves"] = True
     return config
 
 
@@ -94,10 +106,18 @@ def explain(differences_found, saved, current) -> str:
         notes.append(f"it was run on {saved.get('backend')}, this is {current['backend']}: "
                      "the same seed gives other numbers on another backend")
     if "compile" in differences_found:
-        where, then, now = first_difference(saved.get("compile"), current["compile"])
+        backend = current["backend"]
+        where, then, now = first_difference(_part(saved, "compile", backend),
+                                            _part(current, "compile", backend))
+        if where.endswith("jit_compile"):
+            hint = (f"compile with `jit_compile={then!r}` (`--jit-compile "
+                    f"{str(then).lower()}`) to resume it: the presets and the command line "
+                    "now compile with jit_compile=True")
+        else:
+            hint = ("a metric or loss numbered afresh in this session, `auc_1`, keeps its name "
+                    "if you give it one: `AUC(name='auc')`")
         notes.append(f"the compile configuration differs at {where}: {then!r} then, {now!r} "
-                     "now (a metric or loss numbered afresh in this session, `auc_1`, keeps "
-                     "its name if you give it one: `AUC(name='auc')`)")
+                     f"now ({hint})")
     if "architecture" in differences_found:
         where, then, now = first_difference(saved["architecture"], current["architecture"])
         notes.append(f"the layers differ at {where}: {then!r} then, {now!r} now")

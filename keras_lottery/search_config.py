@@ -36,7 +36,7 @@ class SearchConfig:
     eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
     monitor: str = "val_loss"  # The early-stop criterion's quantity.
     mode: str = "auto"  # Whether `monitor` is best at its "min" or "max"; "auto" guesses.
-    test_curves: bool = False  # Test set at every point, not only at early stop and the end.
+    test_curves: bool = False  # Test set at every point too; what records store, may change on resume.
     seed: int = 0  # Seeds every training (data order, dropout) and the controls.
     fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
 
@@ -51,11 +51,15 @@ class SearchConfig:
     @property
     def best(self):
         """`np.argmin` or `np.argmax`: the early-stop point of a `monitor` curve."""
-        mode = self.mode
-        if mode == "auto":  # As Keras' EarlyStopping guesses: accuracy-like is maxed.
-            mode = "max" if any(k in self.monitor for k in ("acc", "auc", "precision",
-                                                            "recall")) else "min"
-        return np.argmax if mode == "max" else np.argmin
+        return best_function(self.monitor, self.mode)
+
+
+def best_function(monitor: str, mode: str = "auto"):
+    """`np.argmin` or `np.argmax`: the best point of a `monitor` curve in `mode`."""
+    if mode == "auto":  # As Keras' EarlyStopping guesses: accuracy-like is maxed.
+        mode = "max" if any(k in monitor for k in ("acc", "auc", "precision",
+                                                   "recall")) else "min"
+    return np.argmax if mode == "max" else np.argmin
 
 
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,

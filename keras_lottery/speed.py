@@ -6,10 +6,11 @@ Measured in `benchmarks/` on LeNet-300-100 / MNIST (docs/benchmarks.md,
 - TensorFlow: Keras leaves XLA off on a CPU (`jit_compile="auto"`);
   `jit_compile=True` makes a masked epoch faster for about half a second of
   compilation more, once per search.
-- PyTorch: `jit_compile=True` (`torch.compile`) more than halves a masked
-  epoch and fuses the mask multiply, for 10-20 s of compilation once per
-  search: a win from the first few epochs on, a loss for a smoke run of a
-  few hundred steps.
+- PyTorch: `jit_compile=True` (`torch.compile`) about halves a masked
+  epoch and fuses the mask multiply, for 15-30 s of compilation once per
+  search: a win from about ten LeNet epochs on, a loss for a smoke run of a
+  few hundred steps. It needs a C++ compiler for its CPU code; without one,
+  pass `jit_compile=False`.
 - JAX always compiles; `jit_compile` changes nothing there.
 - `steps_per_execution`: one evaluation period (`eval_every`) per execution
   saves a dispatch per step on TensorFlow and JAX; Keras' torch trainer

@@ -100,7 +100,7 @@ class Trainer:
                                          every=self.config.eval_every,
                                          epoch_logs=bool(self.callbacks),
                                          test_curves=self.config.test_curves,
-                                         monitor=self.config.monitor, best=self.config.best)
+                                         monitor=self.config.monitor, mode=self.config.mode)
         else:
             counter = IterationCounter()
         began = time.perf_counter()
@@ -108,7 +108,6 @@ class Trainer:
             self.x, self.y, callbacks=[Reseed(seed), counter, *extra, *self.callbacks],
             verbose=2 if self.verbose == 2 else 0, **self.config.fit,
         )
-        wall_time = time.perf_counter() - began
         check_exact_zeros(self.model, masks)
         # The compiled loss and metrics only, not what a callback put in the
         # logs (ReduceLROnPlateau's learning_rate).
@@ -139,7 +138,8 @@ class Trainer:
             round=round_, kind=kind, density=pruning.density(masks),
             layer_densities={p: float(m.mean()) for p, m in masks.items()},
             iterations=counter.iteration, final=final, early_stop=early_stop,
-            curves=curves, wall_time=wall_time,
+            # Training and every evaluation, the test set's after `fit` included.
+            curves=curves, wall_time=time.perf_counter() - began,
         )
 
 

@@ -170,6 +170,22 @@ def test_evaluation_in_parts_is_the_same(make, monkeypatch):
         assert parts[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
 
 
+def test_evaluation_of_batches_shaped_differently():
+    # Padded sequence batches of their own lengths cannot be joined: each
+    # shape is scored as its own part, weighted as model.evaluate weighs.
+    inputs = keras.Input((None,), dtype="int32")
+    outputs = kl.MaskedDense(3, activation="softmax")(keras.layers.Embedding(10, 4)(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    parts = [(RNG.integers(0, 10, (8, length)), RNG.integers(0, 3, (8, length)))
+             for length in (5, 7, 7)]
+    got = evaluate(model, iter(parts))  # Batches as a loader yields them.
+    each = [model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True) for x, y in parts]
+    # Equal batch sizes: Keras weighs the loss and a metric per example.
+    for name in ("loss", "accuracy"):
+        assert got[name] == pytest.approx(np.mean([e[name] for e in each]), rel=1e-5), name
+
+
 def test_evaluation_leaves_the_running_metrics_alone():
     model, data = multiclass_logits()
     model.fit(*data, epochs=1, verbose=0)
@@ -208,6 +224,35 @@ def test_resume_refuses_what_would_change_the_numbers(tmp_path, change, differs)
                         directory=tmp_path)
     with pytest.raises(ValueError, match=rf"differs in \['{differs}'\]"):
         s.run()
+
+
+def test_test_curves_and_jit_compile_of_an_earlier_search_resume(tmp_path):
+    # Whether the test set was curved changes what a record stores, not its
+    # numbers: a directory written before the option existed (always curved)
+    # resumes, and so does one written with it either way.
+    first = search(rounds=1, directory=tmp_path, validation_data=VAL, test_data=VAL,
+                   test_curves=True).run()
+    saved = json.loads((tmp_path / "search.json").read_text())
+    del saved["config"]["test_curves"]
+    (tmp_path / "search.json").write_text(json.dumps(saved))
+    resumed = search(rounds=2, directory=tmp_path, validation_data=VAL, test_data=VAL)
+    result = resumed.run()
+    assert result.records[:2] == first.records
+    assert "test_accuracy" in result.record(1).curves
+    assert "test_accuracy" not in result.record(2).curves
+    assert result.record(2).early_stop["test_accuracy"] >= 0
+    # jit_compile: nothing on JAX (always compiled); elsewhere it changes the
+    # numbers, and the message says how to resume a search begun before.
+    model = compiled_mlp()
+    model.compile(**{k: v for k, v in model.get_compile_config().items()
+                     if k in ("optimizer", "loss", "metrics")}, jit_compile=True)
+    again = search(model, rounds=2, directory=tmp_path, validation_data=VAL, test_data=VAL)
+    if keras.backend.backend() == "jax":
+        assert again.run().records == result.records
+    else:
+        with pytest.raises(ValueError, match=r"jit_compile: (False|'auto') then, True now.*"
+                                             r"`--jit-compile (false|auto)`"):
+            again.run()
 
 
 def test_resume_names_what_differs_inside_the_compile_configuration(tmp_path):
