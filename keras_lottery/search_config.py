@@ -36,7 +36,7 @@ class SearchConfig:
     eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
     monitor: str = "val_loss"  # The early-stop criterion's quantity.
     mode: str = "auto"  # Whether `monitor` is best at its "min" or "max"; "auto" guesses.
-    test_curves: bool = False  # Test set at every point too; what records store, may change on resume.
+    test_curves: bool = False  # Test set at every point too (a resume may change it).
     seed: int = 0  # Seeds every training (data order, dropout) and the controls.
     fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
 
