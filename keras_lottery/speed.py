@@ -10,7 +10,8 @@ Measured in `benchmarks/` on LeNet-300-100 / MNIST (docs/benchmarks.md,
   epoch and fuses the mask multiply, for 15-30 s of compilation once per
   search: a win from about ten LeNet epochs on, a loss for a smoke run of a
   few hundred steps. It needs a C++ compiler for its CPU code; without one,
-  pass `jit_compile=False`.
+  pass `jit_compile=False`. With Keras 3.11 it cannot trace the loss, so
+  there it stays off.
 - JAX always compiles; `jit_compile` changes nothing there.
 - `steps_per_execution`: one evaluation period (`eval_every`) per execution
   saves a dispatch per step on TensorFlow and JAX; Keras' torch trainer
@@ -46,4 +47,18 @@ def fast_compile_settings(eval_every: int | None = None) -> dict:
             f"Expected `eval_every` an integer >= 1 or None. Received: eval_every={eval_every!r}")
     backend = keras.backend.backend()
     steps = 1 if backend == "torch" or eval_every is None else eval_every
-    return {"jit_compile": FASTEST_JIT_COMPILE.get(backend, "auto"), "steps_per_execution": steps}
+    jit_compile = FASTEST_JIT_COMPILE.get(backend, "auto")
+    if backend == "torch" and _keras_version() < (3, 12):
+        # torch.compile fails to trace Keras 3.11's loss (dynamo: "exception
+        # table entry start instruction has no offset", in CompileLoss.call);
+        # Keras 3.12 and later compile.
+        jit_compile = False
+    return {"jit_compile": jit_compile, "steps_per_execution": steps}
+
+
+def _keras_version() -> tuple:
+    parts = []
+    for part in keras.version().split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)

@@ -13,7 +13,9 @@ import keras_lottery as kl
 
 def test_fast_settings_per_backend():
     settings = kl.fast_compile_settings(eval_every=50)
-    assert settings["jit_compile"] is True
+    # torch.compile cannot trace Keras 3.11's loss; later versions compile.
+    old_torch = keras.backend.backend() == "torch" and kl.speed._keras_version() < (3, 12)
+    assert settings["jit_compile"] is (not old_torch)
     # Keras' torch trainer runs one step per execution only.
     expected = 1 if keras.backend.backend() == "torch" else 50
     assert settings["steps_per_execution"] == expected
@@ -36,7 +38,7 @@ def fast_search(**kwargs):
 def test_a_compiled_search_keeps_exact_zeros_rewinds_and_seeds():
     starts = RoundStarts()
     search = fast_search(callbacks=[starts])
-    assert search.model.jit_compile is True
+    assert search.model.jit_compile is kl.fast_compile_settings()["jit_compile"]
     result = search.run()
     # Every ticket training starts from θ0 exactly, with its round's masks.
     tickets = [(s, m) for s, m, r in zip(starts.starts, starts.masks, result.records)
