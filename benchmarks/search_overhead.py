@@ -27,7 +27,8 @@ import keras_lottery as kl
 from keras_lottery.models import lenet_300_100
 from keras_lottery import callbacks as search_callbacks
 from keras_lottery import training as search_training
-from vs_pytorch_loop import load, steps_per_execution  # the same data and settings
+from vs_pytorch_loop import (  # the same data and settings
+    compile_settings, load, steps_per_execution)
 
 
 class Clock:
@@ -78,11 +79,8 @@ def main():
     train, validation, test = load(args.data, args.limit)
     keras.utils.set_random_seed(0)
     model = lenet_300_100(input_shape=(784,))
-    settings = {"steps_per_execution": steps_per_execution(args), "jit_compile": "auto"}
-    if args.compile == "fast":  # As the presets compile.
-        settings["jit_compile"] = kl.fast_compile_settings(100)["jit_compile"]
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], **settings)
+                  metrics=["accuracy"], **compile_settings(args))
 
     steps = StepTimes()
     search = kl.TicketSearch(model, *train, rounds=args.rounds, epochs=args.epochs,

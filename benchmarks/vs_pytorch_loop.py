@@ -54,6 +54,16 @@ def steps_per_execution(args):
     return 1 if keras.backend.backend() == "torch" else args.steps_per_execution
 
 
+def compile_settings(args):
+    """`model.compile` settings: the presets' (`--compile fast`) or Keras' defaults."""
+    import keras_lottery as kl
+
+    settings = {"steps_per_execution": steps_per_execution(args), "jit_compile": "auto"}
+    if args.compile == "fast":
+        settings["jit_compile"] = kl.fast_compile_settings(100)["jit_compile"]
+    return settings
+
+
 def keras_side(args):
     import keras
 
@@ -63,11 +73,8 @@ def keras_side(args):
     train, validation, test = load(args.data, args.limit)
     keras.utils.set_random_seed(0)
     model = lenet_300_100(input_shape=(784,))
-    settings = {"steps_per_execution": steps_per_execution(args), "jit_compile": "auto"}
-    if args.compile == "fast":
-        settings["jit_compile"] = kl.fast_compile_settings(100)["jit_compile"]
     model.compile(keras.optimizers.Adam(1.2e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], **settings)
+                  metrics=["accuracy"], **compile_settings(args))
     search = kl.TicketSearch(model, *train, rounds=args.rounds, epochs=args.epochs,
                              batch_size=60, eval_every=100, validation_data=validation,
                              test_data=test, test_curves=args.test_curves, verbose=0)
