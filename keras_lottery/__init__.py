@@ -11,6 +11,7 @@ from keras_lottery import (
     conversion,
     criteria,
     datasets,
+    distribution,
     layers,
     models,
     plots,
@@ -24,6 +25,7 @@ from keras_lottery import (
 )
 from keras_lottery.criteria import Criterion
 from keras_lottery.conversion import prunable, strip
+from keras_lottery.distribution import data_parallel
 from keras_lottery.layers import (
     MaskedConv1D,
     MaskedConv1DTranspose,

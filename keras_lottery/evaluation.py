@@ -10,6 +10,8 @@ metrics back as they were.
 import keras
 import numpy as np
 
+from keras_lottery.distribution import predict_on_batch, scope_of, unscaled_loss
+
 
 # Predictions kept before the loss and metrics are computed on all of them
 # at once: one call per evaluation instead of one per batch (the per-call
@@ -38,6 +40,13 @@ def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
         those batches together, and differs from `model.evaluate`'s, which
         sums batch by batch.
     """
+    # In a tf.distribute strategy's scope, as `fit` and `evaluate` run: Keras
+    # scales losses by the replicas in sync there.
+    with scope_of(model):
+        return _evaluate(model, data, batch_size)
+
+
+def _evaluate(model, data, batch_size):
     saved = [np.array(keras.ops.convert_to_numpy(v)) for v in model.metrics_variables]
     # Only a model of your own that overrides these reads `x` there; the
     # inputs are gathered for it alone.
@@ -53,7 +62,7 @@ def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
             x, y = keras.tree.map_structure(to_numpy, x), keras.tree.map_structure(to_numpy, y)
             if weight is not None:
                 weight = to_numpy(weight)
-            item = (x if needs_x else None, y, weight, model.predict_on_batch(x))
+            item = (x if needs_x else None, y, weight, predict_on_batch(model, x))
             arrays = [a for part in item if part is not None for a in keras.tree.flatten(part)]
             # Batches join along the first axis only: a batch shaped otherwise
             # (padded to its own length) starts a new part.
@@ -89,7 +98,8 @@ def _add(model, pending, total, count):
     n = len(keras.tree.flatten(predictions)[0])
     # The loss is a mean over these examples: weighted by their count, as
     # `model.evaluate` weights its batches.
-    return total + float(keras.ops.convert_to_numpy(loss)) * n, count + n
+    loss = unscaled_loss(float(keras.ops.convert_to_numpy(loss)))
+    return total + loss * n, count + n
 
 
 def _joined(parts):

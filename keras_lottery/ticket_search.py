@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_lottery import criteria, planning, saliency, state
+from keras_lottery import criteria, distribution, planning, saliency, state
 from keras_lottery import search_checks as checks
 from keras_lottery.callbacks import CaptureState
 from keras_lottery.masks import apply_masks, get_masks, rates_for
@@ -135,6 +135,7 @@ class TicketSearch:
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
             criterion=criterion, budget=budget, global_pruning=global_pruning,
             test_curves=test_curves)
+        distribution.check_supported()
         self.model, self.compile_config = checks.prepared_model(model, initial_weights)
         if not isinstance(prune_rates, PruneRates):
             prune_rates = PruneRates(prune_rates)
@@ -431,6 +432,8 @@ class TicketSearch:
         if test_data is not None:
             self.test_data = test_data
         checks.check_data("x", self.x, self.y)
+        distribution.check_supported()
+        distribution.check_batches(self.x, self.config.fit)
         checks.check_labels(self.model, "y", self.y)
         for name, data in (("validation_data", self.validation_data),
                            ("test_data", self.test_data)):
