@@ -7,6 +7,7 @@ a model, and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 """
 
 from keras_lottery import (
+    aggregate,
     callbacks,
     conversion,
     criteria,
@@ -77,6 +78,7 @@ from keras_lottery.pruning import (
     rates_for_densities,
     score_prune,
 )
+from keras_lottery.aggregate import AggregateResult
 from keras_lottery.results import RoundRecord, SearchResult
 from keras_lottery.ticket_search import SearchConfig, TicketSearch
 

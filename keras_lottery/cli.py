@@ -5,11 +5,14 @@
         --controls random_reinit --out runs/conv2
     keras-lottery run --preset lenet_300_100_mnist --criterion snip --budget global \
         --output-rate 0.2 --one-shot 0.2 0.05 --controls random_pruning --out runs/snip
+    keras-lottery run --preset lenet_300_100_mnist --seeds 0 1 2 3 4 --out runs/lenet5
     keras-lottery report runs/lenet
+    keras-lottery report runs/lenet5          # mean ± std [min, max] over its seed_* runs
     keras-lottery plot runs/lenet --out figures/
 """
 
 import argparse
+import contextlib
 import math
 import os
 import pathlib
@@ -17,6 +20,8 @@ import sys
 
 from keras_lottery.criteria import CRITERIA, Criterion
 from keras_lottery.planning import BUDGETS
+from keras_lottery.results import SearchResult
+from keras_lottery.run_directory import RunBusyError
 from keras_lottery.search_config import CONTROLS
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -73,15 +78,25 @@ def parser() -> argparse.ArgumentParser:
                           "TensorFlow, torch.compile on torch); or as model.compile takes it")
     how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
-    how.add_argument("--seed", type=_integer(0), default=0)
+    how.add_argument("--seed", type=_integer(0), help="the search's seed (default 0)")
+    how.add_argument("--seeds", type=_integer(0), nargs="+", metavar="SEED",
+                     help="one search per seed, each in OUT/seed_<SEED>; processes (or "
+                     "machines sharing OUT) given the same seeds share them out")
+    how.add_argument("--data-parallel", action="store_true",
+                     help="train on every device: keras.distribution.DataParallel on JAX, "
+                     "tf.distribute.MirroredStrategy on TensorFlow")
     how.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
 
-    report = commands.add_parser("report", help="print a table of a saved run")
-    report.add_argument("directory")
+    report = commands.add_parser(
+        "report", help="print a table of saved runs (several seeds: mean and spread)")
+    report.add_argument("directories", nargs="+", metavar="directory",
+                        help="run directories, or folders of seed_* run directories")
     report.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
-    plot = commands.add_parser("plot", help="draw a saved run's figures as PNG files")
-    plot.add_argument("directories", nargs="+", help="one or more run directories")
+    plot = commands.add_parser("plot", help="draw saved runs' figures as PNG files")
+    plot.add_argument("directories", nargs="+", metavar="directory",
+                      help="run directories, or folders of seed_* run directories; runs "
+                      "differing only in their seed are drawn as mean and [min, max]")
     plot.add_argument("--out", required=True, help="folder for the PNG files")
     return main
 
@@ -154,7 +169,6 @@ def _needs_backend_switch(backend):
 def _run(args) -> int:
     from keras_lottery import presets
     from keras_lottery.pruning import PruneRates
-    from keras_lottery.ticket_search import TicketSearch
 
     if args.list_presets:
         for name, preset in presets.PRESETS.items():
@@ -191,18 +205,50 @@ def _run(args) -> int:
             by_kind["output"] = args.output_rate
         overrides["prune_rates"] = PruneRates(
             base.default if args.rate is None else args.rate, by_kind=by_kind)
-    search = TicketSearch.from_preset(
-        name, data_dir=args.data_dir, limit=args.limit, directory=args.out,
-        controls=args.controls, one_shot=args.one_shot,
+    if args.seeds is not None and args.seed is not None:
+        raise SystemExit("keras-lottery run: give --seed or --seeds, not both")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"keras-lottery run: --seeds repeats a seed: {args.seeds}")
+    settings = dict(
+        data_dir=args.data_dir, limit=args.limit, controls=args.controls,
+        one_shot=args.one_shot, rewind_step=args.rewind_step or 0,
         criterion=Criterion(args.criterion, examples=args.score_examples,
                             iterations=args.synflow_iterations,
-                            temperature=args.grasp_temperature), rewind_step=args.rewind_step or 0,
-        test_curves=args.test_curves, seed=args.seed, verbose=args.verbose, **overrides)
-    result = search.run()
+                            temperature=args.grasp_temperature),
+        test_curves=args.test_curves, verbose=args.verbose, **overrides)
     out = pathlib.Path(args.out)
-    (out / "result.csv").write_text(result.to_csv())
-    print(result.summary())
+    if args.seeds is None:
+        result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
+        print(result.summary())
+        return 0
+    busy = []
+    for seed in args.seeds:
+        try:
+            _search(name, args, settings, out / f"seed_{seed}", seed)
+        except RunBusyError as error:
+            # Another process (or machine) is running this seed: go on to the next.
+            print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
+            busy.append(seed)
+    seeds = _expand([out])
+    aggregated = SearchResult.aggregate([_load(d) for d in seeds])
+    (out / "aggregate.csv").write_text(aggregated.to_csv())
+    print(aggregated.summary())
+    if busy:
+        print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
+              f"{out}` once they are done.")
     return 0
+
+
+def _search(name, args, settings, directory, seed):
+    """Runs (or resumes) one search in `directory` and writes its result.csv."""
+    from keras_lottery.distribution import data_parallel
+    from keras_lottery.ticket_search import TicketSearch
+
+    with data_parallel() if args.data_parallel else contextlib.nullcontext():
+        search = TicketSearch.from_preset(name, directory=directory, seed=seed, **settings)
+        result = search.run()
+    (directory / "result.csv").write_text(result.to_csv())
+    return result
 
 
 def _closest_preset(network, dataset):
@@ -229,9 +275,43 @@ def _load(directory):
         raise SystemExit(f"keras-lottery: {error}") from None
 
 
+def _expand(directories):
+    """Run directories: each given one, or the seed_* run directories inside a folder."""
+    found = []
+    for directory in map(pathlib.Path, directories):
+        seeds = sorted((d for d in directory.glob("seed_*") if (d / "search.json").exists()),
+                       key=lambda d: (len(d.name), d.name))
+        found.extend(seeds if seeds and not (directory / "search.json").exists()
+                     else [directory])
+    return found
+
+
+def _grouped(directories) -> dict:
+    """`{label: SearchResult, or AggregateResult of the runs differing only in seed}`."""
+    from keras_lottery.aggregate import same_search_key
+
+    groups = {}
+    for directory in _expand(directories):
+        result = _load(directory)
+        groups.setdefault(same_search_key(result.config), []).append((directory, result))
+    labelled = {}
+    for members in groups.values():
+        paths = [d for d, _ in members]
+        parents = {p.parent for p in paths}
+        label = (paths[0].name if len(paths) == 1
+                 else next(iter(parents)).name if len(parents) == 1
+                 else f"{paths[0].name} (+{len(paths) - 1} seeds)")
+        results = [r for _, r in members]
+        labelled[label] = results[0] if len(results) == 1 else SearchResult.aggregate(results)
+    return labelled
+
+
 def _report(args) -> int:
-    result = _load(args.directory)
-    print(result.to_csv() if args.csv else result.summary(), end="\n" if not args.csv else "")
+    groups = _grouped(args.directories)
+    for label, result in groups.items():
+        if len(groups) > 1:
+            print(f"# {label}")
+        print(result.to_csv() if args.csv else result.summary(), end="" if args.csv else "\n")
     return 0
 
 
@@ -242,7 +322,7 @@ def _plot(args) -> int:
         raise SystemExit("keras-lottery plot needs matplotlib: pip install 'keras-lottery[plot]'")
     from keras_lottery import plots
 
-    results = {pathlib.Path(d).name: _load(d) for d in args.directories}
+    results = _grouped(args.directories)
     for path in plots.save_figures(results if len(results) > 1 else next(iter(results.values())),
                                    args.out):
         print(path)

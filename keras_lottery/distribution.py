@@ -63,6 +63,15 @@ def describe(model=None) -> dict:
     return {"engine": None, "replicas": 1, "devices": 1}
 
 
+def process_index() -> int:
+    """This process's place among the processes of a multi-host JAX run; 0 otherwise."""
+    if keras.backend.backend() != "jax":
+        return 0
+    import jax
+
+    return int(jax.process_index())
+
+
 def check_supported() -> None:
     """Refuses a `keras.distribution` on a backend that does not run it."""
     backend = keras.backend.backend()

@@ -3,7 +3,9 @@
 Figure 1: test accuracy over iterations at several densities. Figures 2-3:
 early-stop iteration and accuracy against density, tickets against the
 random-reinitialization control. Comparisons: one-shot against iterative,
-with and without dropout, any searches side by side.
+with and without dropout, any searches side by side. An `AggregateResult`
+(several seeds) is drawn as its mean with the minimum and maximum as error
+bars and bands, as the paper draws its five trials.
 """
 
 import pathlib
@@ -51,8 +53,11 @@ def accuracy_curves(result: SearchResult, densities=None, kind="ticket", ax=None
     # What every record drew (a resumed search may hold test curves in early records only).
     key = _quantity(set.intersection(*(set(r.curves) for r in records)))
     for record in records:
-        ax.plot(record.curves["iteration"], record.curves[key],
-                label=f"Pm={record.density:.1%}")
+        line, = ax.plot(record.curves["iteration"], record.curves[key],
+                        label=f"Pm={record.density:.1%}")
+        if getattr(record, "curves_min", None):  # Several seeds: their range.
+            ax.fill_between(record.curves["iteration"], record.curves_min[key],
+                            record.curves_max[key], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("training iterations")
     ax.set_ylabel(key.replace("_", " "))
     ax.set_title(f"{kind.replace('_', ' ')}: {key.replace('_', ' ')} while training")
@@ -72,7 +77,7 @@ def early_stop(results: dict, axes=None):
     Returns:
         The two Axes.
     """
-    if isinstance(results, SearchResult):
+    if not isinstance(results, dict):
         results = {"": results}
     if axes is None:
         axes = _pyplot().subplots(1, 2, figsize=(11, 4))[1]
@@ -85,6 +90,12 @@ def early_stop(results: dict, axes=None):
             iterations = [r.early_stop.get("iteration", r.iterations) for r in records]
             key = _quantity({**records[0].final, **records[0].early_stop})
             values = [r.early_stop.get(key, r.final.get(key)) for r in records]
+            if hasattr(records[0], "spread"):  # Several seeds: mean, [min, max] bars.
+                for ax, y, names in ((axes[0], iterations, ("early_stop_iteration", "iterations")),
+                                     (axes[1], values, (f"early_stop_{key}", f"final_{key}"))):
+                    ax.errorbar(x, y, yerr=_range(records, y, names), marker="o", capsize=3,
+                                label=f"{name} ({len(result.seeds)} seeds)")
+                continue
             axes[0].plot(x, iterations, marker="o", label=name)
             axes[1].plot(x, values, marker="o", label=name)
     for ax, ylabel in zip(axes, ["early-stop iteration",
@@ -98,14 +109,26 @@ def early_stop(results: dict, axes=None):
     return axes
 
 
+def _range(records, means, names):
+    """Error bars from each record's minimum to its maximum, around `means`."""
+    low, high = [], []
+    for record, mean in zip(records, means):
+        spread = next(record.spread[n] for n in names if n in record.spread)
+        low.append(mean - spread.min)
+        high.append(spread.max - mean)
+    return [low, high]
+
+
 def save_figures(results, directory) -> list:
     """Writes the figures for one search (or `{label: search}`) as PNG files.
+
+    A search may be a `SearchResult` or an `AggregateResult` of several seeds.
 
     Returns the paths written: `accuracy_curves.png` (if the search has
     curves) and `early_stop.png`.
     """
     plt = _pyplot()
-    if isinstance(results, SearchResult):
+    if not isinstance(results, dict):
         results = {"": results}
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,18 @@ class SearchResult:
                 return record
         raise KeyError(f"No {kind} record for round {round}.")
 
+    @staticmethod
+    def aggregate(results) -> "AggregateResult":  # noqa: F821 - keras_lottery.aggregate
+        """Mean and spread (std, min, max) per round and kind over searches that
+        differ only in their seed: see `keras_lottery.aggregate.aggregate`.
+
+        >>> seeds = SearchResult.aggregate([load_result(f"runs/seed_{s}") for s in range(5)])
+        >>> print(seeds.summary())
+        """
+        from keras_lottery.aggregate import aggregate
+
+        return aggregate(results)
+
     def to_json(self) -> str:
         return json.dumps(
             {"config": self.config, "records": [dataclasses.asdict(r) for r in self.records]},

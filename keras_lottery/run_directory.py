@@ -14,13 +14,17 @@ Layout:
     trained/003.npz             trained state of a ticket round, to prune from
     trained/003_inverted.npz    the same of the inverted control (iterative)
     result.json                 all records so far (SearchResult)
+    running.lock                while a search runs here: its host and process id
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
+import socket
 import tempfile
+import time
 import zipfile
 
 import numpy as np
@@ -72,6 +76,13 @@ def _way_out(name: str) -> str:
             "round records in rounds/ are intact JSON files.")
 
 
+class RunBusyError(ValueError):
+    """Another process is running a search in this directory."""
+
+
+LOCK = "running.lock"
+
+
 class RunDirectory:
     """Files of a search on disk, each written whole or not at all."""
 
@@ -118,6 +129,44 @@ class RunDirectory:
     def remove(self, name: str) -> None:
         (self.path / name).unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def claimed(self):
+        """Holds `running.lock` while a search writes here.
+
+        Two processes training one directory would each prune and write the
+        same rounds; the second is refused instead. The lock names its host
+        and process: one left by a process of this host that has ended (a
+        kill) is taken over; one from another host must be deleted by hand.
+        """
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        for attempt in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _holder(lock)
+                if attempt == 0 and _stale(holder, me):
+                    lock.unlink(missing_ok=True)
+                    continue
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("since", 0)))
+                raise RunBusyError(
+                    f"Expected a run directory no other process is running. Received "
+                    f"{str(self.path)!r}, held by process {holder.get('pid')} on "
+                    f"{holder.get('host')!r} since {since}. Wait for it, or, if no search "
+                    f"runs there any more, delete {str(lock)!r}."
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            break
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            if created and not any(self.path.iterdir()):
+                self.path.rmdir()  # A run refused before it wrote anything leaves nothing.
+
     def _write(self, name, write):
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +180,29 @@ class RunDirectory:
         except BaseException:
             pathlib.Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _holder(lock) -> dict:
+    try:
+        holder = json.loads(lock.read_text())
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}  # Being written, or damaged: treated as held, by someone unknown.
+
+
+def _stale(holder, me) -> bool:
+    """Whether a lock was left by a process of this host that no longer runs (or by us)."""
+    if holder.get("host") != me["host"] or not isinstance(holder.get("pid"), int):
+        return False
+    if holder["pid"] == me["pid"]:
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # Alive, another user's.
+    return False
 
 
 class MemoryDirectory:
@@ -163,6 +235,9 @@ class MemoryDirectory:
 
     def remove(self, name: str) -> None:
         self.files.pop(name, None)
+
+    def claimed(self):
+        return contextlib.nullcontext()
 
 
 class SearchStore:

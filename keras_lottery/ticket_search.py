@@ -16,6 +16,7 @@ checks before training (`search_checks`), which masks each round trains
 resumed (`run_directory`, `resume`), what is printed (`progress`).
 """
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 
@@ -203,6 +204,13 @@ class TicketSearch:
         Returns:
             A `SearchResult` with one record per training, resumed ones included.
         """
+        # One process at a time per directory (with several JAX processes, the first).
+        claim = (self.store.directory.claimed() if distribution.process_index() == 0
+                 else contextlib.nullcontext())
+        with claim:
+            return self._run(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
+
+    def _run(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
         before = {name: getattr(self, name) for name in self._RUN_ARGUMENTS}
         try:
             self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
