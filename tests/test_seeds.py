@@ -137,3 +137,17 @@ def test_seeds_run_share_out_and_report_mean_and_spread(tmp_path, capsys):
         cli.main(["run", *TINY, "--seed", "3", "--seeds", "0", "1", "--out", str(out)])
     with pytest.raises(SystemExit, match="repeats a seed"):
         cli.main(["run", *TINY, "--seeds", "0", "0", "--out", str(out)])
+
+
+def test_run_data_parallel(tmp_path):
+    import keras
+
+    out = tmp_path / "dp"
+    if keras.backend.backend() == "torch":
+        with pytest.raises(SystemExit, match="Expected the JAX or TensorFlow backend.*torch"):
+            cli.main(["run", *TINY, "--data-parallel", "--out", str(out)])
+        assert not out.exists()  # Refused before any data or training.
+        return
+    assert cli.main(["run", *TINY, "--data-parallel", "--out", str(out)]) == 0
+    assert len(load_result(out).records) == 2
+    assert keras.distribution.distribution() is None
