@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from keras_lottery.results import RecordLookup, headline_quantity
+
 # Settings that may differ between the searches averaged: the seed itself,
 # what was recorded, and how far each has got (a seed still running).
 _FREE = ("seed", "test_curves", "rounds", "target_density")
@@ -67,24 +69,12 @@ class AggregateRecord:
 
 
 @dataclasses.dataclass
-class AggregateResult:
+class AggregateResult(RecordLookup):
     """Records of several seeds of one search, averaged: see `aggregate`."""
 
     records: list
     seeds: list
     config: dict
-
-    def tickets(self) -> list:
-        return [r for r in self.records if r.kind == "ticket"]
-
-    def controls(self, kind: str) -> list:
-        return [r for r in self.records if r.kind == kind]
-
-    def record(self, round: int, kind: str = "ticket") -> AggregateRecord:  # noqa: A002
-        for record in self.records:
-            if record.round == round and record.kind == kind:
-                return record
-        raise KeyError(f"No {kind} record for round {round}.")
 
     def to_csv(self) -> str:
         """One row per round and kind: seeds, then `<name>_mean`, `_std`, `_min`, `_max`."""
@@ -122,21 +112,22 @@ class AggregateResult:
 
 
 def headline(records):
-    """The quantity a table leads with: test, else validation, accuracy, else loss."""
+    """The quantity a table leads with (`results.headline_quantity`) among all records' numbers."""
     names = set()
     for r in records:
         names.update(r.final)
         names.update(r.early_stop)
-    for key in ("test_accuracy", "val_accuracy", "test_loss", "val_loss"):
-        if key in names:
-            return key
-    return None
+    return headline_quantity(names)
+
+
+def _shared(config: dict) -> dict:
+    """The settings searches averaged together must share: all but the seed and how far."""
+    return {k: v for k, v in config.items() if k not in _FREE}
 
 
 def same_search_key(config: dict) -> str:
-    """What searches averaged together must share: their settings but the seed."""
-    return json.dumps({k: v for k, v in config.items() if k not in _FREE},
-                      sort_keys=True, default=repr)
+    """`_shared(config)` as one string, to group searches by."""
+    return json.dumps(_shared(config), sort_keys=True, default=repr)
 
 
 def aggregate(results) -> AggregateResult:
@@ -160,9 +151,9 @@ def aggregate(results) -> AggregateResult:
             f"Expected searches of distinct seeds. Received seeds {seeds}: the same seed "
             "twice is the same search twice (on one backend), which would narrow the spread."
         )
-    first = {k: v for k, v in results[0].config.items() if k not in _FREE}
+    first = _shared(results[0].config)
     for seed, result in zip(seeds[1:], results[1:]):
-        other = {k: v for k, v in result.config.items() if k not in _FREE}
+        other = _shared(result.config)
         differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
         if differing:
             key = differing[0]

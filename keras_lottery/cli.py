@@ -13,6 +13,8 @@
 
 import argparse
 import contextlib
+import csv
+import io
 import math
 import os
 import pathlib
@@ -21,7 +23,7 @@ import sys
 from keras_lottery.criteria import CRITERIA, Criterion
 from keras_lottery.planning import BUDGETS
 from keras_lottery.results import SearchResult
-from keras_lottery.run_directory import RunBusyError
+from keras_lottery.run_lock import RunBusyError
 from keras_lottery.search_config import CONTROLS
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -229,10 +231,13 @@ def _run(args) -> int:
             # Another process (or machine) is running this seed: go on to the next.
             print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
             busy.append(seed)
-    seeds = _expand([out])
-    aggregated = SearchResult.aggregate([_load(d) for d in seeds])
-    (out / "aggregate.csv").write_text(aggregated.to_csv())
-    print(aggregated.summary())
+    # These seeds' directories, those of other processes included (finished or
+    # not); other seed_* folders in OUT are not this command's.
+    on_file = [s for s in args.seeds if (out / f"seed_{s}" / "search.json").exists()]
+    if on_file:
+        aggregated = SearchResult.aggregate([_load(out / f"seed_{s}") for s in on_file])
+        (out / "aggregate.csv").write_text(aggregated.to_csv())
+        print(aggregated.summary())
     if busy:
         print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
               f"{out}` once they are done.")
@@ -287,7 +292,11 @@ def _expand(directories):
 
 
 def _grouped(directories) -> dict:
-    """`{label: SearchResult, or AggregateResult of the runs differing only in seed}`."""
+    """`{label: SearchResult, or AggregateResult of runs differing only in their seed}`.
+
+    Runs that share their settings but also a seed (the same search run twice,
+    say on one device and on several) are not averaged: each stays on its own.
+    """
     from keras_lottery.aggregate import same_search_key
 
     groups = {}
@@ -296,23 +305,50 @@ def _grouped(directories) -> dict:
         groups.setdefault(same_search_key(result.config), []).append((directory, result))
     labelled = {}
     for members in groups.values():
-        paths = [d for d, _ in members]
-        parents = {p.parent for p in paths}
-        label = (paths[0].name if len(paths) == 1
-                 else next(iter(parents)).name if len(parents) == 1
-                 else f"{paths[0].name} (+{len(paths) - 1} seeds)")
-        results = [r for _, r in members]
-        labelled[label] = results[0] if len(results) == 1 else SearchResult.aggregate(results)
+        seeds = [r.config.get("seed") for _, r in members]
+        if len(members) > 1 and len(set(seeds)) == len(seeds):
+            parents = {d.parent for d, _ in members}
+            label = (str(next(iter(parents))) if len(parents) == 1
+                     else f"{members[0][0]} (+{len(members) - 1} seeds)")
+            labelled[_unique(label, labelled)] = SearchResult.aggregate(
+                [r for _, r in members])
+        else:
+            for directory, result in members:
+                labelled[_unique(str(directory), labelled)] = result
     return labelled
+
+
+def _unique(label, taken):
+    number, unique = 2, label
+    while unique in taken:
+        unique, number = f"{label} ({number})", number + 1
+    return unique
 
 
 def _report(args) -> int:
     groups = _grouped(args.directories)
+    if args.csv:
+        print(_joined_csv(groups) if len(groups) > 1 else next(iter(groups.values())).to_csv(),
+              end="")
+        return 0
     for label, result in groups.items():
         if len(groups) > 1:
             print(f"# {label}")
-        print(result.to_csv() if args.csv else result.summary(), end="" if args.csv else "\n")
+        print(result.summary())
     return 0
+
+
+def _joined_csv(groups) -> str:
+    """One CSV of several runs' tables, a `run` column first."""
+    rows = []
+    for label, result in groups.items():
+        rows += [{"run": label, **row} for row in csv.DictReader(io.StringIO(result.to_csv()))]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _plot(args) -> int:

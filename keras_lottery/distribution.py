@@ -72,6 +72,15 @@ def process_index() -> int:
     return int(jax.process_index())
 
 
+def process_count() -> int:
+    """The processes of a multi-host JAX run (`keras.distribution.initialize`); 1 otherwise."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return int(jax.process_count())
+
+
 def check_supported() -> None:
     """Refuses a `keras.distribution` on a backend that does not run it."""
     backend = keras.backend.backend()
@@ -95,30 +104,37 @@ def check_batches(x, fit: dict) -> None:
     """Refuses training batches that do not split evenly over `keras.distribution`'s replicas.
 
     JAX shards every batch along the batch axis and fails inside `fit` on one
-    that does not divide, the last short batch of an epoch included. (A
-    tf.distribute strategy splits uneven batches itself.)
+    that does not divide, the last short batch of a pass over array data
+    included (with `steps_per_epoch` too, which reads the arrays on across
+    epochs). A dataset's batches cannot be seen before training: batch it
+    evenly (`drop_remainder=True`). With several processes each passes its
+    own batch, shared by its own devices. (A tf.distribute strategy splits
+    uneven batches itself.)
     """
-    replicas = batch_replicas() if active_distribution() is not None else 1
-    if replicas == 1:
+    distribution = active_distribution()
+    if distribution is None:
         return
-    engine = type(active_distribution()).__name__
+    replicas = batch_replicas() // process_count()
+    if replicas <= 1:
+        return
+    engine = type(distribution).__name__
     batch_size = fit.get("batch_size")
-    if batch_size is None and fit.get("steps_per_epoch") is None and _is_array(x):
-        batch_size = 32  # `fit`'s default.
+    if batch_size is None and _is_array(x):
+        batch_size = 32  # `fit`'s default for arrays.
     if batch_size is not None and batch_size % replicas:
         raise ValueError(
-            f"Expected `batch_size` divisible by the {replicas} replicas of {engine}, which "
-            f"each take an equal share of every batch. Received: batch_size={batch_size}"
+            f"Expected `batch_size` divisible by the {replicas} replicas of {engine} on this "
+            f"process, which each take an equal share of every batch. Received: "
+            f"batch_size={batch_size}"
         )
-    if batch_size and _is_array(x) and fit.get("steps_per_epoch") is None:
+    if batch_size and _is_array(x):
         examples = len(keras.tree.flatten(x)[0])
         last = examples % batch_size
         if last % replicas:
             raise ValueError(
-                f"Expected the number of training examples to leave a last batch divisible "
-                f"by the {replicas} replicas of {engine}. Received {examples} examples in "
-                f"batches of {batch_size}: the last has {last}. Drop {last % replicas} of "
-                "them, or pick another batch_size."
+                f"Expected `x` to leave a last batch divisible by the {replicas} replicas of "
+                f"{engine}. Received {examples} examples in batches of {batch_size}: the last "
+                f"has {last}. Drop {last % replicas} of them, or pick another batch_size."
             )
 
 
@@ -189,3 +205,24 @@ def data_parallel(devices=None):
             "set KERAS_BACKEND=jax (or tensorflow), or run one search per device "
             "(`keras-lottery run --seeds`, one process per seed)."
         )
+
+
+def lay_out_like(mask, weight) -> None:
+    """Gives `mask` the sharding of `weight` under a `keras.distribution` (JAX).
+
+    A `ModelParallel` layout map matches variable paths in full, so a map
+    written for `.../kernel` would leave `.../kernel_mask` replicated and every
+    `weight * mask` would gather the sharded weight. Keras has no public way
+    to set a variable's layout once it exists; JAX's variables keep it in
+    `_layout` (set from the active distribution when they are made) and shard
+    every value assigned to them by it, so the mask takes the weight's layout
+    and is assigned its value again. Other backends keep no layout there.
+    """
+    layout = getattr(weight, "_layout", None)
+    if keras.backend.backend() != "jax" or layout is None:
+        return
+    if getattr(mask, "_layout", None) is layout:
+        return
+    mask._layout = layout
+    if getattr(mask, "_value", None) is not None:  # Else laid out when initialized.
+        mask.assign(keras.ops.ones(mask.shape, mask.dtype))

@@ -10,7 +10,7 @@ bars and bands, as the paper draws its five trials.
 
 import pathlib
 
-from keras_lottery.results import SearchResult
+from keras_lottery.results import SearchResult, headline_quantity
 
 
 def _pyplot():
@@ -155,9 +155,9 @@ def _save(figure, path):
 
 def _quantity(values):
     """What to draw: test (else validation) accuracy, else the loss (a regression model)."""
-    for key in ("test_accuracy", "val_accuracy", "test_loss", "val_loss"):
-        if key in values:
-            return key
+    key = headline_quantity(values)
+    if key is not None:
+        return key
     raise ValueError(
         "Expected records with an accuracy or a loss (a search run with validation_data "
         f"or test_data). Received records with {sorted(values)}."

@@ -34,12 +34,8 @@ class RoundRecord:
         return self.early_stop.get("iteration")
 
 
-@dataclasses.dataclass
-class SearchResult:
-    """All records of a search, in the order they were trained."""
-
-    records: list = dataclasses.field(default_factory=list)
-    config: dict = dataclasses.field(default_factory=dict)
+class RecordLookup:
+    """Finding records by round and kind, for `SearchResult` and `AggregateResult`."""
 
     def tickets(self) -> list:
         """The ticket rounds (no controls), by round."""
@@ -49,15 +45,32 @@ class SearchResult:
         """The records of one control (`"random_reinit"`, `"random_pruning"`, ...)."""
         return [r for r in self.records if r.kind == kind]
 
-    def record(self, round: int, kind: str = "ticket") -> RoundRecord:
+    def record(self, round: int, kind: str = "ticket"):  # noqa: A002 - as RoundRecord.round
         for record in self.records:
             if record.round == round and record.kind == kind:
                 return record
         raise KeyError(f"No {kind} record for round {round}.")
 
+
+def headline_quantity(names):
+    """What a table or figure leads with: test, else validation, accuracy, else
+    the loss (a regression model); None if `names` has none of them."""
+    for key in ("test_accuracy", "val_accuracy", "test_loss", "val_loss"):
+        if key in names:
+            return key
+    return None
+
+
+@dataclasses.dataclass
+class SearchResult(RecordLookup):
+    """All records of a search, in the order they were trained."""
+
+    records: list = dataclasses.field(default_factory=list)
+    config: dict = dataclasses.field(default_factory=dict)
+
     @staticmethod
-    def aggregate(results) -> "AggregateResult":  # noqa: F821 - keras_lottery.aggregate
-        """Mean and spread (std, min, max) per round and kind over searches that
+    def aggregate(results):
+        """An `AggregateResult`: mean and spread (std, min, max) per round and kind over searches that
         differ only in their seed: see `keras_lottery.aggregate.aggregate`.
 
         >>> seeds = SearchResult.aggregate([load_result(f"runs/seed_{s}") for s in range(5)])

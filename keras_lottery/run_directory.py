@@ -22,14 +22,12 @@ import dataclasses
 import json
 import os
 import pathlib
-import socket
 import tempfile
-import time
 import zipfile
 
 import numpy as np
 
-from keras_lottery import resume
+from keras_lottery import resume, run_lock
 from keras_lottery.results import RECORD_KINDS, RoundRecord, SearchResult
 
 
@@ -74,13 +72,6 @@ def _way_out(name: str) -> str:
     return ("It is the start of the search (θ0, the rewind point, or the fingerprint of its "
             "settings), which cannot be recovered from the rest: start a new directory. The "
             "round records in rounds/ are intact JSON files.")
-
-
-class RunBusyError(ValueError):
-    """Another process is running a search in this directory."""
-
-
-LOCK = "running.lock"
 
 
 class RunDirectory:
@@ -129,43 +120,9 @@ class RunDirectory:
     def remove(self, name: str) -> None:
         (self.path / name).unlink(missing_ok=True)
 
-    @contextlib.contextmanager
     def claimed(self):
-        """Holds `running.lock` while a search writes here.
-
-        Two processes training one directory would each prune and write the
-        same rounds; the second is refused instead. The lock names its host
-        and process: one left by a process of this host that has ended (a
-        kill) is taken over; one from another host must be deleted by hand.
-        """
-        created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = self.path / LOCK
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        for attempt in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = _holder(lock)
-                if attempt == 0 and _stale(holder, me):
-                    lock.unlink(missing_ok=True)
-                    continue
-                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("since", 0)))
-                raise RunBusyError(
-                    f"Expected a run directory no other process is running. Received "
-                    f"{str(self.path)!r}, held by process {holder.get('pid')} on "
-                    f"{holder.get('host')!r} since {since}. Wait for it, or, if no search "
-                    f"runs there any more, delete {str(lock)!r}."
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(me))
-            break
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-            if created and not any(self.path.iterdir()):
-                self.path.rmdir()  # A run refused before it wrote anything leaves nothing.
+        """Holds `running.lock` while a search writes here (see `run_lock`)."""
+        return run_lock.held(self.path)
 
     def _write(self, name, write):
         target = self.path / name
@@ -180,29 +137,6 @@ class RunDirectory:
         except BaseException:
             pathlib.Path(tmp).unlink(missing_ok=True)
             raise
-
-
-def _holder(lock) -> dict:
-    try:
-        holder = json.loads(lock.read_text())
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, ValueError):
-        return {}  # Being written, or damaged: treated as held, by someone unknown.
-
-
-def _stale(holder, me) -> bool:
-    """Whether a lock was left by a process of this host that no longer runs (or by us)."""
-    if holder.get("host") != me["host"] or not isinstance(holder.get("pid"), int):
-        return False
-    if holder["pid"] == me["pid"]:
-        return True
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # Alive, another user's.
-    return False
 
 
 class MemoryDirectory:

@@ -66,7 +66,8 @@ def engines():
 
 
 def layouts(model):
-    """`{path: (weight's sharding spec, its mask's)}` (JAX only)."""
+    """`{path: (weight's sharding spec, its mask's)}`: telling only under ModelParallel,
+    where the weights are sharded; replicated (DataParallel) or None (TensorFlow) otherwise."""
     found = {}
     for layer in kl.masked_layers(model):
         for p in layer.get_prunable_weights():

@@ -11,7 +11,8 @@ import pytest
 
 from keras_lottery import cli
 from keras_lottery.results import RoundRecord, SearchResult
-from keras_lottery.run_directory import LOCK, RunBusyError, RunDirectory, load_result
+from keras_lottery.run_directory import RunDirectory, load_result
+from keras_lottery.run_lock import LOCK, TAKEOVER, RunBusyError
 
 TINY = ["--network", "mlp", "--dataset", "mnist1d", "--rounds", "1", "--iterations", "70",
         "--eval-every", "35", "--limit", "700", "--verbose", "0"]
@@ -101,10 +102,33 @@ def test_a_run_directory_is_held_by_one_process(tmp_path):
         with directory.claimed():
             pass
     # Left by a process of this host that was killed: taken over.
-    (tmp_path / "run" / LOCK).write_text(json.dumps({**alive, "pid": _dead_pid()}))
+    dead = {**alive, "pid": _dead_pid()}
+    (tmp_path / "run" / LOCK).write_text(json.dumps(dead))
     with directory.claimed():
         assert json.loads((tmp_path / "run" / LOCK).read_text())["pid"] == os.getpid()
     assert not (tmp_path / "run" / LOCK).exists()
+    # ...but not while another process is taking it over (a fresh takeover file)...
+    (tmp_path / "run" / LOCK).write_text(json.dumps(dead))
+    (tmp_path / "run" / TAKEOVER).write_text("{}")
+    with pytest.raises(RunBusyError, match=f"held by process {dead['pid']}"):
+        with directory.claimed():
+            pass
+    # ...unless that one was killed in the middle of it, long ago.
+    os.utime(tmp_path / "run" / TAKEOVER, (0, 0))
+    with directory.claimed():
+        # A lock that is no longer ours (deleted by hand, taken by another) is left alone.
+        other = {**held, "token": "theirs"}
+        (tmp_path / "run" / LOCK).write_text(json.dumps(other))
+    assert json.loads((tmp_path / "run" / LOCK).read_text()) == other
+    assert not (tmp_path / "run" / TAKEOVER).exists()
+
+
+def test_a_refused_run_leaves_no_folders(tmp_path):
+    directory = RunDirectory(tmp_path / "a" / "b" / "run")
+    with pytest.raises(RuntimeError):
+        with directory.claimed():
+            raise RuntimeError("refused")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_seeds_run_share_out_and_report_mean_and_spread(tmp_path, capsys):
@@ -133,6 +157,19 @@ def test_seeds_run_share_out_and_report_mean_and_spread(tmp_path, capsys):
     assert cli.main(["plot", str(out), "--out", str(tmp_path / "figures")]) == 0
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "accuracy_curves.png", "early_stop.png"]
+    # Only the given seeds: another seed folder of other settings in OUT is not averaged in.
+    assert cli.main(["run", *TINY, "--iterations", "35", "--seeds", "7", "--out", str(out)]) == 0
+    assert "1 seeds [7]" in capsys.readouterr().out
+    # Run folders of other settings, and the same seed twice, are reported side by side.
+    assert cli.main(["report", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("# ") == 2 and "2 seeds [0, 1]" in table
+    assert f"# {out / 'seed_7'}" in table
+    assert cli.main(["report", str(out / "seed_0"), str(out / "seed_0"), "--csv"]) == 0
+    joined = capsys.readouterr().out.splitlines()
+    assert joined[0].startswith("run,round,kind,")
+    assert {row.split(",")[0] for row in joined[1:]} == {str(out / "seed_0"),
+                                                         f"{out / 'seed_0'} (2)"}
     with pytest.raises(SystemExit, match="--seed or --seeds, not both"):
         cli.main(["run", *TINY, "--seed", "3", "--seeds", "0", "1", "--out", str(out)])
     with pytest.raises(SystemExit, match="repeats a seed"):

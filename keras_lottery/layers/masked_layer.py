@@ -20,6 +20,7 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
+from keras_lottery.distribution import lay_out_like
 from keras_lottery.pruning import WEIGHT_KINDS
 
 # Instance attributes of a weight's owner, set directly in `__dict__` so that
@@ -226,7 +227,7 @@ class MaskedLayer:
                 name=name, shape=variable.shape, initializer="ones",
                 dtype=variable.dtype, trainable=False,
             )
-            _lay_out_like(mask, variable)
+            lay_out_like(mask, variable)  # Sharded as the weight is (keras.distribution).
             setattr(self, name, mask)
             owner.__dict__.setdefault(_MASKS, {})[attribute] = mask
             if owner is self and not isinstance(getattr(type(self), attribute, None), MaskedWeight):
@@ -359,21 +360,3 @@ def mask_name(path: str) -> str:
     """`"cell.kernel"` -> `"cell_kernel_mask"`, `"_query_dense.kernel"` -> `"query_dense_kernel_mask"`."""
     return "_".join(part.lstrip("_") for part in path.split(".")) + "_mask"
 
-
-def _lay_out_like(mask, weight):
-    """Gives `mask` the sharding of `weight` under a `keras.distribution`.
-
-    A `ModelParallel` layout map matches variable paths in full, so a map
-    written for `.../kernel` would leave `.../kernel_mask` replicated and every
-    `weight * mask` would gather the sharded weight. Keras has no public way
-    to set a variable's layout after it is made; JAX's variables keep it in
-    `_layout` (set from the active distribution when they are created) and
-    shard every value assigned to them by it, so the mask takes the weight's
-    layout and is assigned its value again. Other backends keep no layout there.
-    """
-    layout = getattr(weight, "_layout", None)
-    if layout is None or getattr(mask, "_layout", None) is layout:
-        return
-    mask._layout = layout
-    if getattr(mask, "_value", None) is not None:  # Else laid out when initialized.
-        mask.assign(keras.ops.ones(mask.shape, mask.dtype))
