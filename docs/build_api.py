@@ -61,6 +61,9 @@ MODULES = [
     ("keras_lottery.presets", ["Preset", "PRESETS", "get"]),
     ("keras_lottery.models", None),
     ("keras_lottery.datasets", None),
+    ("keras_lottery.text", ["text_splits", "text_file", "jargon", "tiny_shakespeare",
+                            "read_text", "Vocabulary", "TextSplits"]),
+    ("keras_lottery.metrics", ["BitsPerCharacter", "Perplexity"]),
     ("keras_lottery.plots", ["accuracy_curves", "early_stop", "save_figures"]),
 ]
 

@@ -14,6 +14,7 @@ from keras_lottery import (
     datasets,
     distribution,
     layers,
+    metrics,
     models,
     plots,
     presets,
@@ -23,6 +24,7 @@ from keras_lottery import (
     sparsity,
     speed,
     state,
+    text,
 )
 from keras_lottery.criteria import Criterion
 from keras_lottery.conversion import prunable, strip

@@ -307,8 +307,24 @@ DATASETS: dict[str, Callable[..., Splits]] = {
 }
 
 
+def _text(name):
+    def loader(**kwargs):
+        from keras_lottery import text  # It imports this module.
+
+        return getattr(text, name)(**kwargs)
+
+    loader.__name__ = name
+    loader.__doc__ = f"`keras_lottery.text.{name}`: language-modelling splits."
+    return loader
+
+
+# Text for language models (keras_lottery.text): token windows and their next tokens.
+DATASETS.update({"jargon": _text("jargon"), "tiny_shakespeare": _text("tiny_shakespeare")})
+
+
 def load(name: str, **kwargs) -> Splits:
-    """Loads a dataset by name: `"mnist"`, `"fashion_mnist"`, `"cifar10"` or `"mnist1d"`.
+    """Loads a dataset by name: `"mnist"`, `"fashion_mnist"`, `"cifar10"`, `"mnist1d"`,
+    or text for language models, `"jargon"` and `"tiny_shakespeare"` (`keras_lottery.text`).
 
     Args:
         name: a key of `DATASETS`.

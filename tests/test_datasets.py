@@ -264,7 +264,8 @@ def test_load_rejects_unknown_names():
     with pytest.raises(ValueError) as info:
         datasets.load("imagenet")
     assert str(info.value) == (
-        "Expected `name` in ['cifar10', 'fashion_mnist', 'mnist', 'mnist1d']. "
+        "Expected `name` in ['cifar10', 'fashion_mnist', 'jargon', 'mnist', 'mnist1d', "
+        "'tiny_shakespeare']. "
         "Received: name='imagenet'"
     )
 

@@ -1,5 +1,6 @@
 """The paper's networks, built from masked layers, and a registry of them by name;
-and two small sequence classifiers (a causal transformer, an LSTM) beside them.
+two small sequence classifiers (a causal transformer, an LSTM) and two
+character-level language models (`transformer_lm`, `lstm_lm`) beside them.
 
 Every builder returns a built functional model whose layers have fixed
 names, so that variable paths (`"fc1/kernel"`) are stable keys on disk.
@@ -7,6 +8,7 @@ names, so that variable paths (`"fc1/kernel"`) are stable keys on disk.
 
 from keras_lottery.models.conv import conv2, conv4, conv6
 from keras_lottery.models.dropout import DropoutConfig
+from keras_lottery.models.language import lstm_lm, transformer_lm
 from keras_lottery.models.lenet import lenet_300_100
 from keras_lottery.models.mlp import mlp
 from keras_lottery.models.resnet import resnet18
@@ -23,6 +25,9 @@ NETWORKS = {
     "resnet18": resnet18,
     "mlp": mlp,
 }
+# Language models by name: token ids in, next-token logits out (they take
+# `vocab_size` and `sequence_length`, not `input_shape` and `num_classes`).
+LANGUAGE_MODELS = {"transformer_lm": transformer_lm, "lstm_lm": lstm_lm}
 
 
 def get(name, /, **kwargs):
@@ -51,6 +56,7 @@ def get(name, /, **kwargs):
 
 __all__ = [
     "DropoutConfig",
+    "LANGUAGE_MODELS",
     "NETWORKS",
     "causal_transformer",
     "conv2",
@@ -59,7 +65,9 @@ __all__ = [
     "get",
     "lenet_300_100",
     "lstm_classifier",
+    "lstm_lm",
     "mlp",
     "resnet18",
+    "transformer_lm",
     "vgg19",
 ]

@@ -37,30 +37,51 @@ def causal_transformer(vocab_size=64, sequence_length=32, num_classes=2, embed_d
         A built functional `keras.Model` from int32 token ids
         `(batch, sequence_length)` to class probabilities.
     """
+    tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")
+    x = causal_blocks(tokens, vocab_size, sequence_length, embed_dim, num_heads, ff_dim,
+                      num_blocks)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = masked.MaskedDense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(tokens, outputs, name=name)
+
+
+def causal_blocks(tokens, vocab_size, sequence_length, embed_dim, num_heads, ff_dim,
+                  num_blocks, dropout=None):
+    """Token and position embeddings, `num_blocks` pre-LayerNorm blocks of causal
+    attention and feed-forward, and the final LayerNorm: a GPT-style trunk.
+
+    Layers `token_embedding`, `position_embedding`, then per block `i`:
+    `ln_{i}_attention`, `attention_{i}`, `ln_{i}_ff`, `ff_{i}_up` (gelu),
+    `ff_{i}_down`, and `ln_final`. `dropout` (a rate) follows the embeddings,
+    each attention and each feed-forward, as in GPT-2.
+    """
     if embed_dim % num_heads:
         raise ValueError(
             f"Expected `embed_dim` divisible by `num_heads`. Received: "
             f"embed_dim={embed_dim}, num_heads={num_heads}"
         )
-    tokens = keras.Input((sequence_length,), dtype="int32", name="tokens")
     positions = ops.cumsum(ops.ones_like(tokens), axis=1) - 1  # 0, 1, ... per row
     x = keras.layers.Add(name="embed")([
         masked.MaskedEmbedding(vocab_size, embed_dim, name="token_embedding")(tokens),
         masked.MaskedEmbedding(sequence_length, embed_dim, name="position_embedding")(positions),
     ])
+    x = _dropped(x, dropout, "embed_dropout")
     for i in range(num_blocks):
         h = keras.layers.LayerNormalization(name=f"ln_{i}_attention")(x)
         h = masked.MaskedMultiHeadAttention(num_heads, embed_dim // num_heads,
                                             name=f"attention_{i}")(h, h, use_causal_mask=True)
+        h = _dropped(h, dropout, f"attention_{i}_dropout")
         x = keras.layers.Add(name=f"residual_{i}_attention")([x, h])
         h = keras.layers.LayerNormalization(name=f"ln_{i}_ff")(x)
         h = masked.MaskedDense(ff_dim, activation="gelu", name=f"ff_{i}_up")(h)
         h = masked.MaskedDense(embed_dim, name=f"ff_{i}_down")(h)
+        h = _dropped(h, dropout, f"ff_{i}_dropout")
         x = keras.layers.Add(name=f"residual_{i}_ff")([x, h])
-    x = keras.layers.LayerNormalization(name="ln_final")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    outputs = masked.MaskedDense(num_classes, activation="softmax", name="output")(x)
-    return keras.Model(tokens, outputs, name=name)
+    return keras.layers.LayerNormalization(name="ln_final")(x)
+
+
+def _dropped(x, rate, name):
+    return keras.layers.Dropout(rate, name=name)(x) if rate else x
 
 
 def lstm_classifier(vocab_size=64, sequence_length=32, num_classes=2, embed_dim=32,
