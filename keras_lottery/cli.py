@@ -69,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
                      help="training iterations per round, rounded up to whole epochs")
     how.add_argument("--batch-size", type=_integer(1))
     how.add_argument("--learning-rate", type=_positive)
+    how.add_argument("--sequence-length", type=_integer(1),
+                     help="tokens per window (language-model presets)")
     how.add_argument("--dropout", type=_fraction("[0, 1)"),
                      help="dropout rate after hidden dense layers")
     how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
@@ -184,6 +186,7 @@ def _run(args) -> int:
         "rounds": args.rounds, "iterations": args.iterations, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "dropout": args.dropout,
         "eval_every": args.eval_every, "global_pruning": args.global_pruning,
+        "sequence_length": args.sequence_length,
         "budget": args.budget,
         "jit_compile": {"fast": None, "true": True, "false": False, "auto": "auto"}[
             args.jit_compile],

@@ -38,11 +38,12 @@ class Progress:
 
 
 def _headline(record):
-    """The test (else validation) accuracy-like metric, else loss, at the early stop."""
+    """The test (else validation) accuracy-like metric, else bits per character
+    (a language model), else loss, at the early stop."""
     measured = {**record.final, **record.early_stop}
     for prefix in ("test_", "val_"):
         names = sorted(k for k in measured if k.startswith(prefix) and "acc" in k)
-        names += [f"{prefix}loss"] if f"{prefix}loss" in measured else []
+        names += [k for k in (f"{prefix}bits_per_character", f"{prefix}loss") if k in measured]
         if names:
             return names[0], measured[names[0]]
     return None, None

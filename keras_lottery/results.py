@@ -54,8 +54,10 @@ class RecordLookup:
 
 def headline_quantity(names):
     """What a table or figure leads with: test, else validation, accuracy, else
-    the loss (a regression model); None if `names` has none of them."""
-    for key in ("test_accuracy", "val_accuracy", "test_loss", "val_loss"):
+    bits per character (a language model), else the loss (a regression model);
+    None if `names` has none of them."""
+    for key in ("test_accuracy", "val_accuracy", "test_bits_per_character",
+                "val_bits_per_character", "test_loss", "val_loss"):
         if key in names:
             return key
     return None
@@ -109,14 +111,20 @@ class SearchResult(RecordLookup):
         return out.getvalue()
 
     def summary(self) -> str:
-        """A table: one line per record."""
-        lines = [f"{'round':>5}  {'kind':<16} {'density':>8}  {'val acc':>7}  "
-                 f"{'test acc':>8}  {'early stop':>10}  {'time':>7}"]
+        """A table: one line per record, of accuracy (bits per character for a
+        language model): validation at the end, test at the early stop."""
+        names = {k for r in self.records for k in (*r.final, *r.early_stop)}
+        quantity, short = "accuracy", "acc"
+        if "test_accuracy" not in names and "val_accuracy" not in names and (
+                {"test_bits_per_character", "val_bits_per_character"} & names):
+            quantity, short = "bits_per_character", "bpc"
+        lines = [f"{'round':>5}  {'kind':<16} {'density':>8}  {'val ' + short:>7}  "
+                 f"{'test ' + short:>8}  {'early stop':>10}  {'time':>7}"]
         for r in self.records:
+            test = r.early_stop.get(f"test_{quantity}", r.final.get(f"test_{quantity}"))
             lines.append(
                 f"{r.round:>5}  {r.kind:<16} {r.density:>8.2%}  "
-                f"{_fmt(r.final.get('val_accuracy')):>7}  "
-                f"{_fmt(r.early_stop.get('test_accuracy', r.final.get('test_accuracy'))):>8}  "
+                f"{_fmt(r.final.get(f'val_{quantity}')):>7}  {_fmt(test):>8}  "
                 f"{str(r.early_stop_iteration or '-'):>10}  {r.wall_time:>6.1f}s"
             )
         return "\n".join(lines)

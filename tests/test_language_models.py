@@ -95,3 +95,34 @@ def test_a_language_model_search_records_bits_per_character(network):
                  else "token_embedding/embeddings"].mean() == pytest.approx(0.5, abs=0.01)
     weights = kl.get_weights(model)
     assert all(not np.any(weights[p][~m]) for p, m in masks.items())
+
+
+def test_language_model_presets_from_python_and_the_command_line(tmp_path, capsys):
+    from keras_lottery import cli
+
+    (tmp_path / "text").mkdir()
+    words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    rng = np.random.default_rng(0)
+    (tmp_path / "text" / "tiny_shakespeare.txt").write_text(
+        " ".join(rng.choice(words, 5000)) + "\n")  # A local copy: no tfds, a small text.
+    tiny = dict(limit=64, iterations=4, eval_every=2, rounds=1, jit_compile=False, verbose=0,
+                sequence_length=16)
+    search = kl.TicketSearch.from_preset("lstm_lm_tiny_shakespeare", data_dir=tmp_path, **tiny)
+    result = search.run()
+    assert search.model.output_shape == (None, 16, len(set(" ".join(words) + "\n")))
+    assert {"val_bits_per_character", "val_perplexity"} <= set(result.record(1).curves)
+    assert "test_bits_per_character" in result.record(1).early_stop
+    assert result.record(1).density == pytest.approx(0.8, abs=0.01)
+    assert "val bpc" in result.summary()
+    out = tmp_path / "run"
+    assert cli.main(["run", "--preset", "transformer_lm_tiny_shakespeare", "--data-dir",
+                     str(tmp_path), "--limit", "64", "--iterations", "4", "--eval-every", "2",
+                     "--rounds", "1", "--jit-compile", "false", "--verbose", "0",
+                     "--sequence-length", "16",
+                     "--out", str(out)]) == 0
+    assert "test bpc" in capsys.readouterr().out
+    assert set(kl.presets.PRESETS) >= {"transformer_lm_jargon", "lstm_lm_jargon",
+                                       "transformer_lm_tiny_shakespeare",
+                                       "lstm_lm_tiny_shakespeare"}
+    with pytest.raises(ValueError, match="`sequence_length` only for a language model"):
+        kl.TicketSearch.from_preset("mlp_mnist1d", sequence_length=16)
