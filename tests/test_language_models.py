@@ -126,3 +126,29 @@ def test_language_model_presets_from_python_and_the_command_line(tmp_path, capsy
                                        "lstm_lm_tiny_shakespeare"}
     with pytest.raises(ValueError, match="`sequence_length` only for a language model"):
         kl.TicketSearch.from_preset("mlp_mnist1d", sequence_length=16)
+
+
+def test_tickets_of_a_pretrained_language_model_on_another_text(tmp_path):
+    # Byte ids: one vocabulary for both texts, so the pretrained model reads the second.
+    first = kl.text.text_splits("to be or not to be, that is the question. " * 20,
+                                level="byte", sequence_length=8)
+    second = kl.text.text_splits("all the world's a stage, and all the men players. " * 20,
+                                 level="byte", sequence_length=8)
+    model = _tiny("transformer_lm", vocab=256)
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[kl.metrics.BitsPerCharacter()])
+    model.fit(*first.train, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "pretrained.keras")
+    pretrained = keras.models.load_model(tmp_path / "pretrained.keras")
+    pretrained_weights = kl.get_weights(pretrained)
+    with pytest.raises(ValueError, match="initial_weights='current'"):
+        kl.TicketSearch(pretrained, *second.train, rounds=1)
+    search = kl.TicketSearch(pretrained, *second.train, rounds=1, epochs=1, batch_size=8,
+                             validation_data=second.validation, initial_weights="current",
+                             verbose=0)
+    search.run()
+    ticket = search.ticket(1)
+    weights, masks = kl.get_weights(ticket), search.masks(1)
+    for path, mask in masks.items():  # Rewound to the pretrained weights, not a random θ0.
+        np.testing.assert_array_equal(weights[path], np.where(mask, pretrained_weights[path], 0))
