@@ -64,6 +64,11 @@ def fake_data(tmp_path_factory):
         np.savez(directory / f"{name}.npz",
                  x_train=rng.integers(0, 256, (160, *shape), dtype="uint8"), y_train=labels(160),
                  x_test=rng.integers(0, 256, (20, *shape), dtype="uint8"), y_test=labels(20))
+    # Texts for the language-model presets: 6,000 characters, 5% is two 128-character windows.
+    (directory / "text").mkdir()
+    words = "to be or not to be that is the question whether tis nobler".split()
+    for name in ("jargon.txt", "tiny_shakespeare.txt"):
+        (directory / "text" / name).write_text(" ".join(rng.choice(words, 1400))[:6000])
     return directory
 
 
@@ -72,9 +77,12 @@ def test_every_preset_builds_and_trains_a_step(name, fake_data):
     import keras_lottery as kl
 
     preset = presets.get(name)
+    # Language models on short windows and without torch.compile/XLA, whose compilation of
+    # the LM presets takes minutes on 2 CPUs (measured: 1-3 min each on torch).
+    short = {"sequence_length": 16, "jit_compile": False} if preset.sequence_length else {}
     search = kl.TicketSearch.from_preset(
         name, data_dir=fake_data, validation_size=20, limit=preset.batch_size,
-        iterations=1, eval_every=1, rounds=1, verbose=0)
+        iterations=1, eval_every=1, rounds=1, verbose=0, **short)
     assert search.model.name.startswith(preset.network.split("_")[0])
     assert search.config.global_pruning == preset.global_pruning
     assert search.config.fit == {"epochs": 1, "batch_size": preset.batch_size}
