@@ -72,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--sequence-length", type=_integer(1),
                      help="tokens per window (language-model presets)")
     how.add_argument("--dropout", type=_fraction("[0, 1)"),
-                     help="dropout rate after hidden dense layers")
+                     help="dropout rate after hidden dense layers (language models: after "
+                     "the embeddings and each attention, feed-forward or LSTM layer)")
     how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
     how.add_argument("--test-curves", action="store_true",
                      help="evaluate the test set at every point too (test accuracy curves); "

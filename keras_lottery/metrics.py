@@ -20,8 +20,10 @@ class _TokenCrossEntropy(keras.metrics.Mean):
         self.from_logits = bool(from_logits)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        # In float32, as the compiled loss is: float16 logits (mixed precision) would
+        # round the entropy differently from the loss.
         entropy = keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=self.from_logits)
+            y_true, keras.ops.cast(y_pred, "float32"), from_logits=self.from_logits)
         return super().update_state(entropy, sample_weight=sample_weight)
 
     def get_config(self):

@@ -33,7 +33,7 @@ class Preset:
     warmup_steps: int = 0  # Linear warmup from 0 over this many iterations.
     dropout: float | None = None  # Dropout rate after hidden dense layers.
     eval_every: int = 100  # Iterations between early-stop evaluations.
-    validation_size: int = 5000  # Training examples held out for validation.
+    validation_size: int = 5000  # Training examples held out (texts: 5% by keras_lottery.text).
     # Language models only (keras_lottery.text): tokens per window, and token level.
     sequence_length: int | None = None
     level: str = "char"
@@ -156,6 +156,13 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     preset = get(name, **{k: overrides.pop(k) for k in list(overrides) if k in fields})
     jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
     language = preset.network in models.LANGUAGE_MODELS
+    texts = ("jargon", "tiny_shakespeare")
+    if language != (preset.dataset in texts):
+        raise ValueError(
+            f"Expected a language model with a text ({', '.join(texts)}), or another network "
+            f"with another data set. Received network={preset.network!r} with "
+            f"dataset={preset.dataset!r}."
+        )
     if not language and preset.sequence_length is not None:
         raise ValueError(
             f"Expected `sequence_length` only for a language model. Received "

@@ -12,7 +12,8 @@ text's distinct characters in sorted order (`level="char"`).
 (`text/jargon.txt.gz` under `data_dir` or `KERAS_LOTTERY_DATA`);
 `tiny_shakespeare` reads a local `text/tiny_shakespeare.txt`, else
 `tfds.load("tiny_shakespeare")`, whose own train/validation/test texts are
-the same contiguous 90/5/5 cut; `text_file(path)` reads any UTF-8 file.
+a contiguous 90/5/5 cut too (its boundaries may differ from this module's by
+a character); `text_file(path)` reads any UTF-8 file.
 """
 
 import dataclasses
@@ -43,6 +44,9 @@ class Vocabulary:
     def __post_init__(self):
         if self.level not in LEVELS:
             raise ValueError(f"Expected `level` in {LEVELS}. Received: level={self.level!r}")
+        if self.level == "byte" and self.symbols:
+            raise ValueError(f"Expected no `symbols` for a byte vocabulary (its ids are the 256 "
+                             f"byte values). Received {len(self.symbols)} symbols.")
         if self.level == "char" and (not self.symbols or len(set(self.symbols)) != len(
                 self.symbols)):
             raise ValueError(
@@ -137,8 +141,9 @@ def text_splits(text: str, *, level: str = "char", sequence_length: int = 128,
         `TextSplits(train, validation, test, vocabulary)`.
     """
     _check_split_options(level, sequence_length, validation_fraction, test_fraction)
-    cut = len(text) - round(len(text) * (validation_fraction + test_fraction))
-    middle = cut + round(len(text) * validation_fraction)
+    # Rounded down, as tfds cuts tiny_shakespeare.
+    cut = int(len(text) * (1 - validation_fraction - test_fraction))
+    middle = int(len(text) * (1 - test_fraction))
     return _splits((text[:cut], text[cut:middle], text[middle:]), level, sequence_length,
                    vocabulary, name)
 

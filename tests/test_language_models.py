@@ -126,6 +126,10 @@ def test_language_model_presets_from_python_and_the_command_line(tmp_path, capsy
                                        "lstm_lm_tiny_shakespeare"}
     with pytest.raises(ValueError, match="`sequence_length` only for a language model"):
         kl.TicketSearch.from_preset("mlp_mnist1d", sequence_length=16)
+    for network, dataset in (("transformer_lm", "mnist"), ("mlp", "jargon")):
+        with pytest.raises(ValueError, match=f"Received network='{network}' with "
+                                             f"dataset='{dataset}'"):
+            kl.TicketSearch.from_preset("mlp_mnist1d", network=network, dataset=dataset)
 
 
 def test_tickets_of_a_pretrained_language_model_on_another_text(tmp_path):
