@@ -7,15 +7,13 @@ in anything but their seed, and gives mean, standard deviation, minimum and
 maximum of every number they recorded.
 """
 
-import csv
 import dataclasses
-import io
 import json
 import math
 
 import numpy as np
 
-from keras_lottery.results import RecordLookup, headline_quantity
+from keras_lottery.results import RecordLookup, csv_text, headline_quantity
 
 # Settings that may differ between the searches averaged: the seed itself,
 # what was recorded, and how far each has got (a seed still running).
@@ -85,12 +83,7 @@ class AggregateResult(RecordLookup):
                 row.update({f"{name}_{stat}": getattr(spread, stat)
                             for stat in ("mean", "std", "min", "max")})
             rows.append(row)
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        return csv_text(rows)
 
     def summary(self) -> str:
         """A table: one line per round and kind, mean ± std [min, max] over the seeds."""

@@ -22,7 +22,7 @@ import sys
 
 from keras_lottery.criteria import CRITERIA, Criterion
 from keras_lottery.planning import BUDGETS
-from keras_lottery.results import SearchResult
+from keras_lottery.results import SearchResult, csv_text
 from keras_lottery.run_lock import RunBusyError
 from keras_lottery.search_config import CONTROLS
 
@@ -347,12 +347,7 @@ def _joined_csv(groups) -> str:
     rows = []
     for label, result in groups.items():
         rows += [{"run": label, **row} for row in csv.DictReader(io.StringIO(result.to_csv()))]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    return csv_text(rows)
 
 
 def _plot(args) -> int:

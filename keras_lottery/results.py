@@ -103,12 +103,7 @@ class SearchResult(RecordLookup):
             row.update({f"final_{k}": v for k, v in r.final.items()})
             row.update({f"early_stop_{k}": v for k, v in r.early_stop.items()})
             rows.append(row)
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        return csv_text(rows)
 
     def summary(self) -> str:
         """A table: one line per record, of accuracy (bits per character for a
@@ -128,6 +123,16 @@ class SearchResult(RecordLookup):
                 f"{str(r.early_stop_iteration or '-'):>10}  {r.wall_time:>6.1f}s"
             )
         return "\n".join(lines)
+
+
+def csv_text(rows) -> str:
+    """`rows` (dicts) as CSV: every key any row has is a column, in first-seen order."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _fmt(value):
