@@ -25,6 +25,7 @@ from keras_lottery import (
     speed,
     state,
     text,
+    transfer,
 )
 from keras_lottery.criteria import Criterion
 from keras_lottery.conversion import prunable, strip

@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--one-shot", type=_fraction("(0, 1)"), nargs="+", metavar="DENSITY",
                      help="prune once, straight to each of these densities")
     how.add_argument("--rewind-step", type=_integer(0), help="rewind to this iteration (0: θ0)")
+    how.add_argument("--transfer-from", metavar="RUN_DIRECTORY",
+                     help="instead of pruning, train the ticket masks found by the search in "
+                          "RUN_DIRECTORY (on another data set), one round each")
+    how.add_argument("--transfer-rounds", type=_integer(1), nargs="+", metavar="ROUND",
+                     help="with --transfer-from: these of its rounds only (default: all)")
     how.add_argument("--controls", nargs="+", choices=CONTROLS,
                      default=[], help="controls to train beside each round")
     how.add_argument("--iterations", type=_integer(1),
@@ -211,13 +216,14 @@ def _run(args) -> int:
             by_kind["output"] = args.output_rate
         overrides["prune_rates"] = PruneRates(
             base.default if args.rate is None else args.rate, by_kind=by_kind)
+    transfer = _transferred(args)
     if args.seeds is not None and args.seed is not None:
         raise SystemExit("keras-lottery run: give --seed or --seeds, not both")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"keras-lottery run: --seeds repeats a seed: {args.seeds}")
     settings = dict(
         data_dir=args.data_dir, limit=args.limit, controls=args.controls,
-        one_shot=args.one_shot, rewind_step=args.rewind_step or 0,
+        one_shot=args.one_shot, rewind_step=args.rewind_step or 0, transfer=transfer,
         criterion=Criterion(args.criterion, examples=args.score_examples,
                             iterations=args.synflow_iterations,
                             temperature=args.grasp_temperature),
@@ -246,6 +252,33 @@ def _run(args) -> int:
         print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
               f"{out}` once they are done.")
     return 0
+
+
+def _transferred(args):
+    """The mask sets of --transfer-from, read and checked before any data loads."""
+    if args.transfer_from is None:
+        if args.transfer_rounds:
+            raise SystemExit("keras-lottery run: --transfer-rounds needs --transfer-from")
+        return None
+    for flag, given in (("--rounds", args.rounds), ("--one-shot", args.one_shot),
+                        ("--criterion", args.criterion != "large_final" or None)):
+        if given is not None:
+            raise SystemExit(f"keras-lottery run: give --transfer-from or {flag}, not both "
+                             "(each transferred mask set trains one round)")
+    from keras_lottery.run_directory import load_masks
+
+    try:
+        found = load_masks(args.transfer_from)
+    except ValueError as error:
+        raise SystemExit(f"keras-lottery run: --transfer-from: {error}") from None
+    available = sorted(r for r in found if r > 0)
+    rounds = args.transfer_rounds or available
+    missing = [r for r in rounds if r not in found]
+    if not rounds or missing:
+        raise SystemExit(
+            f"keras-lottery run: --transfer-from {args.transfer_from} has ticket masks of rounds "
+            f"{available}. Received --transfer-rounds {missing or rounds}.")
+    return [found[r] for r in rounds]
 
 
 def _search(name, args, settings, directory, seed):

@@ -203,5 +203,7 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
         validation_data=validation, test_data=splits.test,
         epochs=preset.epochs(len(x)), batch_size=preset.batch_size,
     )
+    if language:  # A resume on another text is refused, naming the characters.
+        settings["vocabulary"] = splits.vocabulary
     settings.update(overrides)
     return search_class(model, x, y, **settings)

@@ -29,7 +29,7 @@ WHERE_IT_STOPS = ("rounds", "target_density")
 RECORDING_ONLY = ("test_curves",)
 
 
-def fingerprint(model, config, compile_config, keys, data) -> dict:
+def fingerprint(model, config, compile_config, keys, data, vocabulary=None) -> dict:
     """What a resume must match.
 
     Args:
@@ -38,6 +38,7 @@ def fingerprint(model, config, compile_config, keys, data) -> dict:
         compile_config: `model.get_compile_config()` as the search took it.
         keys: `{state key: variable}` of the model (`state.state_variables`).
         data: `{"x": ..., "y": ..., "validation": ..., "test": ...}`.
+        vocabulary: the `text.Vocabulary` of text data, or None.
     """
     return json_roundtrip({
         "format": FORMAT,
@@ -45,6 +46,7 @@ def fingerprint(model, config, compile_config, keys, data) -> dict:
         "config": config.to_json(),
         "compile": _comparable(compile_config),
         "data": {name: data_fingerprint(value) for name, value in data.items()},
+        "vocabulary": None if vocabulary is None else json.loads(vocabulary.to_json()),
         "architecture": architecture(model),
         "model": [[list(v.shape), str(v.dtype)] for v in keys.values()],
         "paths": list(keys),
@@ -60,6 +62,9 @@ def differences(saved: dict, current: dict) -> list[str]:
         if config.get(key) != current["config"].get(key)
         and key not in WHERE_IT_STOPS + RECORDING_ONLY
     )
+    # Before vocabularies were kept, a search had none on file: its data decide.
+    if "vocabulary" in saved and saved["vocabulary"] != current.get("vocabulary"):
+        found.append("vocabulary")
     for part in ("format", "backend", "compile", "model"):
         if _part(saved, part, current["backend"]) != _part(current, part, current["backend"]):
             found.append(part)
@@ -84,18 +89,23 @@ def _part(fingerprint, part, backend):
 
 def _upgraded(config: dict) -> dict:
     """A saved configuration in today's terms: `global_pruning` became
-    `budget`, and a search without a `criterion` pruned by `large_final`."""
+    `budget`, a search without a `criterion` pruned by `large_final`, and
+    one without `transfer` transferred no masks."""
     config = dict(config)
     if config and "budget" not in config:
         config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
     if config and "criterion" not in config:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
+    if config and "transfer" not in config:  # Written before mask transfer.
+        config["transfer"] = None
     return config
 
 
 def explain(differences_found, saved, current) -> str:
     """A sentence per difference that the plain key would not make clear."""
     notes = []
+    if "vocabulary" in differences_found:  # First: it explains the data and model that follow.
+        notes.append(_vocabularies(saved.get("vocabulary"), current.get("vocabulary")))
     if "model" in differences_found:
         notes.append(
             f"the saved search's model has {len(saved.get('model', []))} variables "
@@ -130,6 +140,26 @@ def explain(differences_found, saved, current) -> str:
                          f"({_describe(saved.get('data', {}).get(name))} then, "
                          f"{_describe(current['data'][name])} now)")
     return "; ".join(notes)
+
+
+def _vocabularies(saved, current) -> str:
+    def describe(vocabulary):
+        if vocabulary is None:
+            return "no vocabulary (not text, or one given without it)"
+        if vocabulary["level"] == "byte":
+            return "byte ids (256)"
+        return f"{len(vocabulary['symbols'])} characters"
+
+    text = (f"the text's vocabulary differs: {describe(saved)} then, {describe(current)} now")
+    if saved and current and saved["level"] == current["level"] == "char":
+        gone = "".join(sorted(set(saved["symbols"]) - set(current["symbols"])))
+        new = "".join(sorted(set(current["symbols"]) - set(saved["symbols"])))
+        text += f" (only then: {gone!r}; only now: {new!r}"
+        if not gone and not new:
+            text += "; the same characters in another order"
+        text += ")"
+    return (text + ": the token ids mean other characters. Resume with the text the search "
+            "ran on; to carry a model between texts, use level='byte'")
 
 
 def first_difference(a, b, where="") -> tuple:

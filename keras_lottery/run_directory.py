@@ -306,3 +306,16 @@ def load_result(path) -> SearchResult:
     records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
     config = {**saved.get("config", {}), "backend": saved.get("backend")}
     return SearchResult(records, config)
+
+
+def load_masks(path, kind: str = "ticket") -> dict:
+    """`{round: {weight path: bool array}}` of the finished `kind` trainings in
+    the run directory at `path`, under the paths the search saved them with:
+    masks to transfer to another task (`TicketSearch(transfer=...)`)."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"Expected `kind` among {RECORD_KINDS}. Received: kind={kind!r}")
+    result = load_result(path)  # Refuses a folder that holds no search.
+    directory = RunDirectory(path)
+    return {record.round: {p: m.astype(bool) for p, m in directory.read_arrays(
+                f"rounds/{record.round:03d}_{kind}_masks.npz").items()}
+            for record in result.records if record.kind == kind}

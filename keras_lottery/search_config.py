@@ -15,6 +15,7 @@ from keras_lottery.criteria import Criterion, as_criterion
 from keras_lottery.planning import BUDGETS
 from keras_lottery.pruning import PruneRates
 from keras_lottery.results import RECORD_KINDS
+from keras_lottery.transfer import as_mask_sets
 
 CONTROLS = RECORD_KINDS[1:]
 PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
@@ -32,6 +33,8 @@ class SearchConfig:
     budget: str = "uniform"  # How layers share a density: uniform, global or erk.
     criterion: Criterion = Criterion()  # What a round keeps: the largest trained |w|.
     one_shot: tuple | None = None  # Densities to prune straight to from the dense run.
+    # Mask sets found elsewhere, one round each: their density and hash (`transfer.fingerprint`).
+    transfer: tuple | None = None
     rewind_step: int = 0  # Iteration of the dense run survivors rewind to.
     eval_every: int | None = None  # Iterations between evaluations; None: each epoch.
     monitor: str = "val_loss"  # The early-stop criterion's quantity.
@@ -64,8 +67,9 @@ def best_function(monitor: str, mode: str = "auto"):
 
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
                    monitor, mode, seed, verbose, initial_weights, criterion="large_final",
-                   budget="uniform", global_pruning=False, test_curves=False):
-    """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion` and the budget."""
+                   budget="uniform", global_pruning=False, test_curves=False, transfer=None):
+    """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion`, the budget
+    and the transferred mask sets (a tuple of dicts, or None)."""
     check_int("rounds", rounds, 1)
     check_int("rewind_step", rewind_step, 0)
     check_int("seed", seed, 0)
@@ -122,7 +126,25 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             f"'current' (its current weights, pretrained, are θ0). Received: "
             f"initial_weights={initial_weights!r}"
         )
-    return one_shot, controls, criterion, budget
+    transfer = as_mask_sets(transfer)
+    if transfer is not None:
+        # The masks are given: nothing decides them, and nothing else may claim to.
+        clashes = {"one_shot": one_shot, "target_density": target_density,
+                   "criterion": None if criterion == Criterion() else criterion.name}
+        for name, value in clashes.items():
+            if value is not None:
+                raise ValueError(
+                    f"Expected `transfer` alone to decide the masks. Received `{name}`="
+                    f"{value!r} with it: drop `{name}` (each transferred mask set trains one "
+                    "round)."
+                )
+        if "inverted" in controls:
+            raise ValueError(
+                "Expected `controls` without 'inverted' with `transfer`: the inverted control "
+                "negates a criterion's scores, and transferred masks have none. Received: "
+                f"controls={list(controls)}"
+            )
+    return one_shot, controls, criterion, budget, transfer
 
 
 def check_verbose(verbose):

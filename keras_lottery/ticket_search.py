@@ -24,6 +24,7 @@ import keras
 
 from keras_lottery import criteria, distribution, planning, saliency, state
 from keras_lottery import search_checks as checks
+from keras_lottery import transfer as mask_transfer
 from keras_lottery.callbacks import CaptureState
 from keras_lottery.masks import apply_masks, get_masks, rates_for
 from keras_lottery.progress import Progress
@@ -38,6 +39,7 @@ from keras_lottery.search_config import (
     check_verbose,
     fit_settings,
 )
+from keras_lottery.text import Vocabulary
 from keras_lottery.training import REINIT_OFFSET, FreshOptimizer, Trainer, seed_for
 
 
@@ -73,6 +75,14 @@ class TicketSearch:
             (θ0) before any pruned training.
         one_shot: densities to prune straight to from the dense run, one
             training each, instead of iterating. Defaults to None.
+        transfer: masks found on another task (a `{path: array}` dict, or a
+            list of them, e.g. another search's `masks(round)`), one round
+            each after the dense round, trained from this search's rewind
+            weights instead of pruning; `rounds` is then their number. A set
+            may leave out weights (a new head): those keep the model's masks.
+            `random_pruning` then compares against random masks of each
+            set's per-layer densities. See `keras_lottery.transfer`.
+            Defaults to None.
         rewind_step: rewind to the weights after this many iterations of the
             dense run (0: θ0, the initialization). Defaults to 0.
         controls: any of `"random_reinit"` (the round's masks on a fresh
@@ -103,6 +113,10 @@ class TicketSearch:
             a model whose optimizer has stepped is refused) or `"current"`
             (its current weights are θ0 on purpose: tickets of a pretrained
             network, rewound to the pretrained weights). Defaults to None.
+        vocabulary: the `keras_lottery.text.Vocabulary` of text data (the
+            presets pass it): kept with the run, so that resuming on a text of
+            another vocabulary is refused, naming the characters that differ.
+            Defaults to None.
         directory: where to keep each finished training; rerunning with the
             same directory resumes. Defaults to None (kept in memory: calling
             `run()` again resumes there).
@@ -125,17 +139,21 @@ class TicketSearch:
                  prune_rates: PruneRates | float = PAPER_RATES,
                  budget: str = "uniform", global_pruning: bool = False,
                  criterion="large_final", one_shot: Sequence[float] | None = None,
+                 transfer=None,
                  rewind_step: int = 0, controls: Sequence[str] = (),
                  eval_every: int | None = None, validation_data=None, test_data=None,
                  monitor: str = "val_loss", mode: str = "auto", test_curves: bool = False,
-                 initial_weights=None,
+                 initial_weights=None, vocabulary=None,
                  directory=None, seed: int = 0, verbose: int = 1, **fit_kwargs):
-        one_shot, controls, criterion, budget = check_settings(
+        one_shot, controls, criterion, budget, transfer = check_settings(
             rounds=rounds, target_density=target_density, one_shot=one_shot,
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
             criterion=criterion, budget=budget, global_pruning=global_pruning,
-            test_curves=test_curves)
+            test_curves=test_curves, transfer=transfer)
+        if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
+            raise ValueError(f"Expected `vocabulary` a keras_lottery.text.Vocabulary or None. "
+                             f"Received: vocabulary={vocabulary!r}")
         distribution.check_supported()
         self.model, self.compile_config = checks.prepared_model(model, initial_weights)
         if not isinstance(prune_rates, PruneRates):
@@ -143,15 +161,22 @@ class TicketSearch:
         self.rates = rates_for(self.model, prune_rates)
         self.initial_masks = get_masks(self.model)
         checks.check_plan(self.rates, self.initial_masks, budget, one_shot, target_density)
+        # Each set completed with the model's own masks where it says nothing.
+        self.transfer = (mask_transfer.full_mask_sets(transfer, self.initial_masks)
+                         if transfer is not None else None)
         checks.check_eval_every(eval_every, self.compile_config)
         self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
         self.config = SearchConfig(
-            rounds=rounds, target_density=target_density, prune_rates=prune_rates,
-            budget=budget, criterion=criterion, one_shot=one_shot, rewind_step=rewind_step,
+            rounds=len(self.transfer) if self.transfer else rounds,
+            target_density=target_density, prune_rates=prune_rates,
+            budget=budget, criterion=criterion, one_shot=one_shot,
+            transfer=mask_transfer.fingerprint(self.transfer) if self.transfer else None,
+            rewind_step=rewind_step,
             eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
             seed=seed, fit=fit_settings(fit_kwargs),
         )
         self.controls = controls
+        self.vocabulary = vocabulary
         self.x, self.y = x, y
         self.validation_data, self.test_data = validation_data, test_data
         self.verbose = verbose
@@ -260,8 +285,8 @@ class TicketSearch:
     def _rounds(self, records):
         """The rounds to train, in order; the next is planned once the last is done."""
         yield 0
-        if self.config.one_shot:
-            yield from range(1, len(self.config.one_shot) + 1)
+        if self._set_rounds():
+            yield from range(1, self._set_rounds() + 1)
             return
         for round_ in range(1, self.config.rounds + 1):
             previous = next(r for r in records if r.round == round_ - 1 and r.kind == "ticket")
@@ -282,6 +307,8 @@ class TicketSearch:
             return self.store.masks(round_, "ticket")
         if round_ == 0:
             return self.initial_masks
+        if self.transfer is not None:
+            return self.transfer[round_ - 1]
         config, criterion = self.config, self.config.criterion
         if criterion.at_initialization:
             return self._pruned_at_initialization(config.one_shot[round_ - 1], invert)
@@ -335,7 +362,7 @@ class TicketSearch:
         # Only the latest ticket is pruned from next (one-shot: round 0's);
         # the inverted control's first round prunes from round 0's too.
         first_inverted = round_ == 1 and "inverted" in self.controls
-        stale = () if self.config.one_shot or round_ == 0 or first_inverted else (
+        stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
             trained_name(round_ - 1),)
         self.store.save_training(record, masks, {p: trained[p] for p in masks}, stale)
         return record
@@ -378,7 +405,7 @@ class TicketSearch:
         first_time = self._records is None
         records = self.store.open(
             fingerprint(self.model, self.config, self.compile_config,
-                        state.state_variables(self.model), data),
+                        state.state_variables(self.model), data, self.vocabulary),
             self.theta0, read_only=read_only)
         self.theta0 = self.store.read("theta0.npz")
         if self.config.rewind_step == 0:
@@ -400,10 +427,8 @@ class TicketSearch:
     def _within_plan(self, records):
         """The records of the rounds these settings reach: a rerun with fewer
         rounds or a higher target keeps the others on file, not in its result."""
-        last = self.config.rounds
-        if self.config.one_shot:
-            last = len(self.config.one_shot)
-        elif self.config.target_density:
+        last = self._set_rounds() or self.config.rounds
+        if not self._set_rounds() and self.config.target_density:
             reached = [r.round for r in records if r.kind == "ticket"
                        and r.density <= self.config.target_density]
             last = min([last, *reached])
@@ -476,5 +501,11 @@ class TicketSearch:
                                  self.compile_config)
 
     def _planned_trainings(self):
-        rounds = len(self.config.one_shot) if self.config.one_shot else self.config.rounds
+        rounds = self._set_rounds() or self.config.rounds
         return 1 + rounds * (1 + len(self.controls))
+
+    def _set_rounds(self):
+        """The number of rounds fixed in advance (one-shot densities, transferred
+        mask sets), each pruned from the dense run; None when iterating."""
+        fixed = self.config.one_shot or self.config.transfer
+        return len(fixed) if fixed else None

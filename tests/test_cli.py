@@ -98,6 +98,31 @@ def test_a_changed_setting_is_refused(run_dir):
                   "--limit", "700", "--verbose", "0", "--out", str(run_dir)])
 
 
+def test_transfer_from_another_run(run_dir, tmp_path):
+    import numpy as np
+
+    from keras_lottery.run_directory import load_masks
+
+    base = ["run", "--network", "mlp", "--dataset", "mnist1d", "--iterations", "35",
+            "--eval-every", "35", "--limit", "350", "--verbose", "0", "--seed", "1"]
+    out = tmp_path / "transferred"
+    assert cli.main([*base, "--transfer-from", str(run_dir), "--transfer-rounds", "2",
+                     "--controls", "random_pruning", "--out", str(out)]) == 0
+    result = SearchResult.from_json((out / "result.json").read_text())
+    assert [(r.round, r.kind) for r in result.records] == [
+        (0, "ticket"), (1, "ticket"), (1, "random_pruning")]
+    source, masks = load_masks(run_dir)[2], load_masks(out)
+    for path, mask in source.items():
+        np.testing.assert_array_equal(masks[1][path], mask)
+    assert result.record(1).density == pytest.approx(result.record(1, "random_pruning").density)
+    for extra, message in ((["--rounds", "2"], "not both"), (["--transfer-rounds", "5"],
+                                                            r"rounds \[1, 2\]")):
+        with pytest.raises(SystemExit, match=message):
+            cli.main([*base, "--transfer-from", str(run_dir), *extra, "--out", str(out)])
+    with pytest.raises(SystemExit, match="Expected a run directory"):
+        cli.main([*base, "--transfer-from", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
 def test_report_prints_the_table_and_csv(run_dir, capsys):
     assert cli.main(["report", str(run_dir)]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -156,3 +156,26 @@ def test_tickets_of_a_pretrained_language_model_on_another_text(tmp_path):
     weights, masks = kl.get_weights(ticket), search.masks(1)
     for path, mask in masks.items():  # Rewound to the pretrained weights, not a random θ0.
         np.testing.assert_array_equal(weights[path], np.where(mask, pretrained_weights[path], 0))
+
+
+def test_resume_on_text_of_another_vocabulary_is_refused_naming_it(tmp_path):
+    def search(text):
+        splits = kl.text.text_splits(text * 40, sequence_length=8)
+        keras.utils.set_random_seed(0)
+        model = kl.models.transformer_lm(splits.vocabulary.size, 8, embed_dim=8, num_heads=2,
+                                         ff_dim=8, num_blocks=1)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=False)
+        return kl.TicketSearch(model, *splits.train, rounds=1, epochs=1, batch_size=8,
+                               vocabulary=splits.vocabulary, directory=tmp_path, verbose=0)
+
+    search("a cab bad dab. ").run()
+    assert search("a cab bad dab. ").run().records  # The same text resumes.
+    # As many characters, one other: the same model and shapes; the ids mean other letters.
+    with pytest.raises(ValueError, match=r"vocabulary differs: 6 characters then, 6 characters "
+                                         r"now \(only then: 'a'; only now: 'e'"):
+        search("e ceb bed deb. ").run()
+    with pytest.raises(ValueError, match="use level='byte'"):
+        search("a cab bad dabs. ").run()
+    with pytest.raises(ValueError, match="`vocabulary`"):
+        kl.TicketSearch(_tiny("lstm_lm"), vocabulary="abc")
