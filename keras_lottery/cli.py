@@ -260,25 +260,31 @@ def _transferred(args):
         if args.transfer_rounds:
             raise SystemExit("keras-lottery run: --transfer-rounds needs --transfer-from")
         return None
-    for flag, given in (("--rounds", args.rounds), ("--one-shot", args.one_shot),
-                        ("--criterion", args.criterion != "large_final" or None)):
-        if given is not None:
-            raise SystemExit(f"keras-lottery run: give --transfer-from or {flag}, not both "
-                             "(each transferred mask set trains one round)")
+    defaults = parser().parse_args(["run"])
+    flags = {"--rounds": "rounds", "--one-shot": "one_shot", "--rate": "rate",
+             "--output-rate": "output_rate", "--budget": "budget", "--global": "global_pruning",
+             "--criterion": "criterion", "--score-examples": "score_examples",
+             "--synflow-iterations": "synflow_iterations",
+             "--grasp-temperature": "grasp_temperature"}
+    given = {flag: getattr(args, name) if getattr(args, name) != getattr(defaults, name)
+             else None for flag, name in flags.items()}
+    if args.transfer_rounds and len(set(args.transfer_rounds)) != len(args.transfer_rounds):
+        raise SystemExit(f"keras-lottery run: --transfer-rounds repeats a round: "
+                         f"{args.transfer_rounds}")
     from keras_lottery.run_directory import load_masks
+    from keras_lottery.transfer import check_alone
 
     try:
-        found = load_masks(args.transfer_from)
+        check_alone(given, args.controls)
+        found = load_masks(args.transfer_from, rounds=args.transfer_rounds)
     except ValueError as error:
-        raise SystemExit(f"keras-lottery run: --transfer-from: {error}") from None
-    available = sorted(r for r in found if r > 0)
-    rounds = args.transfer_rounds or available
-    missing = [r for r in rounds if r not in found]
-    if not rounds or missing:
-        raise SystemExit(
-            f"keras-lottery run: --transfer-from {args.transfer_from} has ticket masks of rounds "
-            f"{available}. Received --transfer-rounds {missing or rounds}.")
-    return [found[r] for r in rounds]
+        raise SystemExit(f"keras-lottery run: --transfer-from {args.transfer_from}: "
+                         f"{error}") from None
+    found.pop(0, None)  # Round 0's masks are the dense network's.
+    if not found:
+        raise SystemExit(f"keras-lottery run: --transfer-from {args.transfer_from} has no "
+                         "pruned ticket round yet.")
+    return list(found.values())
 
 
 def _search(name, args, settings, directory, seed):

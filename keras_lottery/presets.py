@@ -153,7 +153,13 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     from keras_lottery import datasets, models  # Heavy; only when a preset is built.
 
     fields = {f.name for f in dataclasses.fields(Preset)}
-    preset = get(name, **{k: overrides.pop(k) for k in list(overrides) if k in fields})
+    preset_overrides = {k: overrides.pop(k) for k in list(overrides) if k in fields}
+    if overrides.get("transfer") is not None:  # Before any data loads.
+        from keras_lottery.transfer import check_alone
+
+        check_alone({k: preset_overrides.get(k)
+                     for k in ("rounds", "prune_rates", "global_pruning")})
+    preset = get(name, **preset_overrides)
     jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
     language = preset.network in models.LANGUAGE_MODELS
     texts = ("jargon", "tiny_shakespeare")
@@ -205,5 +211,8 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     )
     if language:  # A resume on another text is refused, naming the characters.
         settings["vocabulary"] = splits.vocabulary
+    if overrides.get("transfer") is not None:  # Given masks: the preset's ladder is moot.
+        for name in ("rounds", "prune_rates", "global_pruning"):
+            settings.pop(name)
     settings.update(overrides)
     return search_class(model, x, y, **settings)

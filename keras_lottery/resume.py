@@ -21,9 +21,10 @@ from keras_lottery.criteria import Criterion
 from keras_lottery.search_config import json_roundtrip
 
 FORMAT = 2  # Bumped when the run directory's layout changes.
-# Settings that only say where the iterative ladder stops: a finished search
-# goes further down with more rounds or a lower target, its rounds unchanged.
-WHERE_IT_STOPS = ("rounds", "target_density")
+# Settings that only say where the ladder stops: a finished search goes further
+# down with more rounds, a lower target or more transferred mask sets (the
+# ones trained unchanged: see `_transfer_extends`), its rounds unchanged.
+WHERE_IT_STOPS = ("rounds", "target_density", "transfer")
 # Settings that change what a record stores, not any number in it: a search
 # resumes whatever they were.
 RECORDING_ONLY = ("test_curves",)
@@ -62,6 +63,8 @@ def differences(saved: dict, current: dict) -> list[str]:
         if config.get(key) != current["config"].get(key)
         and key not in WHERE_IT_STOPS + RECORDING_ONLY
     )
+    if not _transfer_extends(config.get("transfer"), current["config"].get("transfer")):
+        found.insert(0, "transfer")
     # Before vocabularies were kept, a search had none on file: its data decide.
     if "vocabulary" in saved and saved["vocabulary"] != current.get("vocabulary"):
         found.append("vocabulary")
@@ -77,6 +80,15 @@ def differences(saved: dict, current: dict) -> list[str]:
     return found
 
 
+def _transfer_extends(saved, current) -> bool:
+    """Whether one list of transferred mask sets begins with the other (or
+    neither search transferred): more sets go on, fewer stop sooner."""
+    if saved is None or current is None:
+        return saved is None and current is None
+    shorter = min(len(saved), len(current))
+    return saved[:shorter] == current[:shorter]
+
+
 def _part(fingerprint, part, backend):
     """One part of a fingerprint as compared: JAX always compiles, so there
     `jit_compile` (which the presets' default changed from "auto" to True)
@@ -89,21 +101,21 @@ def _part(fingerprint, part, backend):
 
 def _upgraded(config: dict) -> dict:
     """A saved configuration in today's terms: `global_pruning` became
-    `budget`, a search without a `criterion` pruned by `large_final`, and
-    one without `transfer` transferred no masks."""
+    `budget`, and a search without a `criterion` pruned by `large_final`."""
     config = dict(config)
     if config and "budget" not in config:
         config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
     if config and "criterion" not in config:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
-    if config and "transfer" not in config:  # Written before mask transfer.
-        config["transfer"] = None
     return config
 
 
 def explain(differences_found, saved, current) -> str:
     """A sentence per difference that the plain key would not make clear."""
     notes = []
+    if "transfer" in differences_found:
+        notes.append(_transfers(saved.get("config", {}).get("transfer"),
+                                current["config"].get("transfer")))
     if "vocabulary" in differences_found:  # First: it explains the data and model that follow.
         notes.append(_vocabularies(saved.get("vocabulary"), current.get("vocabulary")))
     if "model" in differences_found:
@@ -140,6 +152,20 @@ def explain(differences_found, saved, current) -> str:
                          f"({_describe(saved.get('data', {}).get(name))} then, "
                          f"{_describe(current['data'][name])} now)")
     return "; ".join(notes)
+
+
+def _transfers(saved, current) -> str:
+    def describe(sets):
+        if sets is None:
+            return "no transferred masks"
+        return f"{len(sets)} mask sets of densities {[s['density'] for s in sets]}"
+
+    text = f"the transferred masks differ: {describe(saved)} then, {describe(current)} now"
+    if saved and current:
+        first = next(i for i, (a, b) in enumerate(zip(saved, current)) if a != b)
+        text += (f", from set {first} on (a list that only adds sets after the saved ones, or "
+                 "stops sooner, resumes)")
+    return text
 
 
 def _vocabularies(saved, current) -> str:

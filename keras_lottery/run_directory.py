@@ -204,8 +204,9 @@ class SearchStore:
             self._rename = {}
             return []
         saved = self.directory.read_json("search.json")
+        # Reopened for its tickets only, a search need not have the data (or its vocabulary).
         found = [d for d in resume.differences(saved, fingerprint)
-                 if not (read_only and d.startswith("data."))]
+                 if not (read_only and (d.startswith("data.") or d == "vocabulary"))]
         if found:
             why = resume.explain(found, saved, fingerprint)
             raise ValueError(
@@ -244,14 +245,14 @@ class SearchStore:
         return self.directory.exists(f"rounds/{round_:03d}_{kind}.json")
 
     def masks(self, round_: int, kind: str) -> dict:
-        return self.read(f"rounds/{round_:03d}_{kind}_masks.npz")
+        return self.read(masks_name(round_, kind))
 
     def save_training(self, record: RoundRecord, masks: dict, trained: dict | None = None,
                       stale: tuple = ()) -> None:
         """Masks, then the trained state (ticket rounds), then the record that
         marks the training finished; then the no longer needed `stale` files."""
         name = f"rounds/{record.round:03d}_{record.kind}"
-        self.write(f"{name}_masks.npz", masks)
+        self.write(masks_name(record.round, record.kind), masks)
         if trained is not None:
             self.write(trained_name(record.round, record.kind), trained)
         back = {new: old for old, new in self._rename.items()}
@@ -269,6 +270,11 @@ class SearchStore:
     def _translated_record(self, record):
         return dataclasses.replace(record, layer_densities={
             self._rename.get(k, k): v for k, v in record.layer_densities.items()})
+
+
+def masks_name(round_: int, kind: str = "ticket") -> str:
+    """Where a training's masks are kept (written before its record)."""
+    return f"rounds/{round_:03d}_{kind}_masks.npz"
 
 
 def trained_name(round_: int, kind: str = "ticket") -> str:
@@ -308,14 +314,20 @@ def load_result(path) -> SearchResult:
     return SearchResult(records, config)
 
 
-def load_masks(path, kind: str = "ticket") -> dict:
+def load_masks(path, kind: str = "ticket", rounds=None) -> dict:
     """`{round: {weight path: bool array}}` of the finished `kind` trainings in
-    the run directory at `path`, under the paths the search saved them with:
-    masks to transfer to another task (`TicketSearch(transfer=...)`)."""
+    the run directory at `path` (or of `rounds` among them), under the paths
+    the search saved them with. To transfer them to another task, pass a list:
+    `TicketSearch(transfer=[found[r] for r in (1, 2, 3)])`."""
     if kind not in RECORD_KINDS:
         raise ValueError(f"Expected `kind` among {RECORD_KINDS}. Received: kind={kind!r}")
     result = load_result(path)  # Refuses a folder that holds no search.
+    finished = sorted(r.round for r in result.records if r.kind == kind)
+    wanted = finished if rounds is None else list(rounds)
+    missing = [r for r in wanted if r not in finished]
+    if missing:
+        raise ValueError(f"Expected `rounds` among the finished {kind} rounds {finished} of "
+                         f"{path}. Received: rounds={wanted}")
     directory = RunDirectory(path)
-    return {record.round: {p: m.astype(bool) for p, m in directory.read_arrays(
-                f"rounds/{record.round:03d}_{kind}_masks.npz").items()}
-            for record in result.records if record.kind == kind}
+    return {r: {p: m.astype(bool) for p, m in directory.read_arrays(masks_name(r, kind)).items()}
+            for r in wanted}

@@ -15,10 +15,11 @@ from keras_lottery.criteria import Criterion, as_criterion
 from keras_lottery.planning import BUDGETS
 from keras_lottery.pruning import PruneRates
 from keras_lottery.results import RECORD_KINDS
-from keras_lottery.transfer import as_mask_sets
+from keras_lottery.transfer import as_mask_sets, check_alone
 
 CONTROLS = RECORD_KINDS[1:]
 PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
+DEFAULT_ROUNDS = 5
 MODES = ("auto", "min", "max")
 INITIAL_WEIGHTS = (None, "current")
 
@@ -67,10 +68,12 @@ def best_function(monitor: str, mode: str = "auto"):
 
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
                    monitor, mode, seed, verbose, initial_weights, criterion="large_final",
-                   budget="uniform", global_pruning=False, test_curves=False, transfer=None):
+                   budget="uniform", global_pruning=False, test_curves=False, transfer=None,
+                   prune_rates=None):
     """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion`, the budget
     and the transferred mask sets (a tuple of dicts, or None)."""
-    check_int("rounds", rounds, 1)
+    if rounds is not None:
+        check_int("rounds", rounds, 1)
     check_int("rewind_step", rewind_step, 0)
     check_int("seed", seed, 0)
     if eval_every is not None:
@@ -129,21 +132,14 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
     transfer = as_mask_sets(transfer)
     if transfer is not None:
         # The masks are given: nothing decides them, and nothing else may claim to.
-        clashes = {"one_shot": one_shot, "target_density": target_density,
-                   "criterion": None if criterion == Criterion() else criterion.name}
-        for name, value in clashes.items():
-            if value is not None:
-                raise ValueError(
-                    f"Expected `transfer` alone to decide the masks. Received `{name}`="
-                    f"{value!r} with it: drop `{name}` (each transferred mask set trains one "
-                    "round)."
-                )
-        if "inverted" in controls:
-            raise ValueError(
-                "Expected `controls` without 'inverted' with `transfer`: the inverted control "
-                "negates a criterion's scores, and transferred masks have none. Received: "
-                f"controls={list(controls)}"
-            )
+        if prune_rates is not None and not isinstance(prune_rates, PruneRates):
+            prune_rates = PruneRates(prune_rates)
+        check_alone({
+            "rounds": rounds, "one_shot": one_shot, "target_density": target_density,
+            "criterion": None if criterion == Criterion() else criterion,
+            "prune_rates": None if prune_rates in (None, PAPER_RATES) else prune_rates,
+            "budget": None if budget == "uniform" else budget,
+        }, controls)
     return one_shot, controls, criterion, budget, transfer
 
 

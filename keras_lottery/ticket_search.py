@@ -31,8 +31,15 @@ from keras_lottery.progress import Progress
 from keras_lottery.pruning import PruneRates, random_masks_like
 from keras_lottery.resume import fingerprint
 from keras_lottery.results import SearchResult
-from keras_lottery.run_directory import MemoryDirectory, RunDirectory, SearchStore, trained_name
+from keras_lottery.run_directory import (
+    MemoryDirectory,
+    RunDirectory,
+    SearchStore,
+    masks_name,
+    trained_name,
+)
 from keras_lottery.search_config import (
+    DEFAULT_ROUNDS,
     PAPER_RATES,
     SearchConfig,
     check_settings,
@@ -55,7 +62,8 @@ class TicketSearch:
             configuration. A model already pruned goes on down the ladder
             from its density.
         x, y: training data, as for `model.fit`; may instead go to `run`.
-        rounds: pruned rounds after the dense round 0. Defaults to 5.
+        rounds: pruned rounds after the dense round 0. Defaults to 5 (with
+            `transfer`, which it may not be given with: one per mask set).
         target_density: stop after the round whose overall density is at or
             below this. Defaults to None (run all `rounds`).
         prune_rates: a `PruneRates` or one rate for all layers: the fraction of
@@ -78,8 +86,9 @@ class TicketSearch:
         transfer: masks found on another task (a `{path: array}` dict, or a
             list of them, e.g. another search's `masks(round)`), one round
             each after the dense round, trained from this search's rewind
-            weights instead of pruning; `rounds` is then their number. A set
-            may leave out weights (a new head): those keep the model's masks.
+            weights instead of pruning (so without `rounds`, `prune_rates`,
+            `budget`, `one_shot`, `target_density` or a criterion). A set may
+            leave out weights (a new head): those keep the model's masks.
             `random_pruning` then compares against random masks of each
             set's per-layer densities. See `keras_lottery.transfer`.
             Defaults to None.
@@ -134,7 +143,7 @@ class TicketSearch:
     >>> print(result.summary())
     """
 
-    def __init__(self, model, x=None, y=None, *, rounds: int = 5,
+    def __init__(self, model, x=None, y=None, *, rounds: int | None = None,
                  target_density: float | None = None,
                  prune_rates: PruneRates | float = PAPER_RATES,
                  budget: str = "uniform", global_pruning: bool = False,
@@ -150,7 +159,7 @@ class TicketSearch:
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
             criterion=criterion, budget=budget, global_pruning=global_pruning,
-            test_curves=test_curves, transfer=transfer)
+            test_curves=test_curves, transfer=transfer, prune_rates=prune_rates)
         if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
             raise ValueError(f"Expected `vocabulary` a keras_lottery.text.Vocabulary or None. "
                              f"Received: vocabulary={vocabulary!r}")
@@ -167,7 +176,7 @@ class TicketSearch:
         checks.check_eval_every(eval_every, self.compile_config)
         self.callbacks = list(fit_kwargs.pop("callbacks", None) or [])
         self.config = SearchConfig(
-            rounds=len(self.transfer) if self.transfer else rounds,
+            rounds=len(self.transfer) if self.transfer else rounds or DEFAULT_ROUNDS,
             target_density=target_density, prune_rates=prune_rates,
             budget=budget, criterion=criterion, one_shot=one_shot,
             transfer=mask_transfer.fingerprint(self.transfer) if self.transfer else None,
@@ -295,7 +304,8 @@ class TicketSearch:
             yield round_
 
     def _masks_for(self, round_, invert=False):
-        """Round `round_`'s masks: those on file, else pruned by the criterion.
+        """Round `round_`'s masks: those on file, else the transferred set, else
+        pruned by the criterion.
 
         `invert` gives the inverted control's: the criterion's scores negated,
         iterated down its own ladder (its previous round's masks and weights).
@@ -303,7 +313,7 @@ class TicketSearch:
         # Masks are written before the record that finishes a training: on
         # file without it (a kill, a damaged record deleted), they are reused.
         if not invert and (self._has(round_, "ticket") or self.store.exists(
-                f"rounds/{round_:03d}_ticket_masks.npz")):
+                masks_name(round_))):
             return self.store.masks(round_, "ticket")
         if round_ == 0:
             return self.initial_masks
@@ -364,14 +374,16 @@ class TicketSearch:
         first_inverted = round_ == 1 and "inverted" in self.controls
         stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
             trained_name(round_ - 1),)
-        self.store.save_training(record, masks, {p: trained[p] for p in masks}, stale)
+        # Transferred rounds are never pruned from: their trained weights are not kept.
+        kept = None if self.transfer is not None and round_ > 0 else {p: trained[p] for p in masks}
+        self.store.save_training(record, masks, kept, stale)
         return record
 
     def _train_control(self, trainer, round_, kind, ticket_masks):
         seed = seed_for(self.config.seed, round_, kind)
         masks, start = ticket_masks, self.rewind_state
         if kind in ("random_pruning", "inverted") and self.store.exists(
-                f"rounds/{round_:03d}_{kind}_masks.npz"):
+                masks_name(round_, kind)):
             masks = self.store.masks(round_, kind)  # A training whose record was lost.
         elif kind == "random_pruning":
             masks = random_masks_like(ticket_masks, seed)
@@ -505,7 +517,7 @@ class TicketSearch:
         return 1 + rounds * (1 + len(self.controls))
 
     def _set_rounds(self):
-        """The number of rounds fixed in advance (one-shot densities, transferred
-        mask sets), each pruned from the dense run; None when iterating."""
+        """The number of rounds fixed in advance (one-shot densities, each pruned
+        from the dense run; transferred mask sets); None when iterating."""
         fixed = self.config.one_shot or self.config.transfer
         return len(fixed) if fixed else None

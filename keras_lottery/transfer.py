@@ -26,6 +26,13 @@ def as_mask_sets(transfer) -> tuple | None:
     """`transfer` as a tuple of mask dicts (one dict is one set); refuses other input."""
     if transfer is None:
         return None
+    if isinstance(transfer, Mapping) and any(isinstance(v, Mapping) for v in transfer.values()):
+        raise ValueError(
+            "Expected `transfer` a mask dict {weight path: array} or a list of them. Received "
+            f"a dict of mask dicts keyed {list(transfer)[:6]} (`load_masks` gives "
+            "{round: masks}): pass `[found[r] for r in (1, 2, ...)]`, without round 0's dense "
+            "masks."
+        )
     if isinstance(transfer, Mapping):
         transfer = (transfer,)
     if isinstance(transfer, (str, bytes)) or not isinstance(transfer, Sequence) or not transfer:
@@ -41,6 +48,29 @@ def as_mask_sets(transfer) -> tuple | None:
                 f"Received: {_short(masks)}"
             )
     return tuple(transfer)
+
+
+def check_alone(given: dict, controls=()) -> None:
+    """Refuses what would decide masks or rounds beside transferred masks.
+
+    Args:
+        given: `{argument name: value}` of the settings given, None where not
+            given (the caller knows its defaults).
+        controls: the controls asked for.
+    """
+    for name, value in given.items():
+        if value is not None:
+            raise ValueError(
+                f"Expected `transfer` alone to decide the masks and rounds. Received `{name}`="
+                f"{value!r} with it: drop `{name}` (each transferred mask set trains one round, "
+                "nothing is pruned)."
+            )
+    if "inverted" in controls:
+        raise ValueError(
+            "Expected `controls` without 'inverted' with `transfer`: the inverted control "
+            "negates a criterion's scores, and transferred masks have none. Received: "
+            f"controls={list(controls)}"
+        )
 
 
 def full_mask_sets(mask_sets, initial_masks) -> list:
@@ -70,13 +100,16 @@ def full_mask_sets(mask_sets, initial_masks) -> list:
 
 
 def fingerprint(full_sets) -> tuple:
-    """What a resume must match: each set's overall density and a hash of its masks."""
+    """What a resume must match: each set's overall density and a hash of its masks,
+    in the model's weight order and without paths (as the rest of the resume check:
+    a model rebuilt with Keras' automatic layer names is the same model)."""
     described = []
     for masks in full_sets:
         digest = hashlib.sha256()
-        for path in sorted(masks):
-            digest.update(path.encode())
-            digest.update(np.packbits(np.asarray(masks[path], dtype=bool)).tobytes())
+        for mask in masks.values():  # The model's order: completed from its own masks.
+            mask = np.asarray(mask, dtype=bool)
+            digest.update(str(mask.shape).encode())
+            digest.update(np.packbits(mask).tobytes())
         kept = sum(int(m.sum()) for m in masks.values())
         total = sum(m.size for m in masks.values())
         described.append({"density": round(kept / total, 6), "sha256": digest.hexdigest()})

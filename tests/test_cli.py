@@ -115,8 +115,10 @@ def test_transfer_from_another_run(run_dir, tmp_path):
     for path, mask in source.items():
         np.testing.assert_array_equal(masks[1][path], mask)
     assert result.record(1).density == pytest.approx(result.record(1, "random_pruning").density)
-    for extra, message in ((["--rounds", "2"], "not both"), (["--transfer-rounds", "5"],
-                                                            r"rounds \[1, 2\]")):
+    for extra, message in ((["--rounds", "2"], "alone"), (["--rate", "0.5"], "alone"),
+                           (["--controls", "inverted"], "without 'inverted'"),
+                           (["--transfer-rounds", "1", "1"], "repeats"),
+                           (["--transfer-rounds", "5"], r"rounds \[0, 1, 2\]")):
         with pytest.raises(SystemExit, match=message):
             cli.main([*base, "--transfer-from", str(run_dir), *extra, "--out", str(out)])
     with pytest.raises(SystemExit, match="Expected a run directory"):

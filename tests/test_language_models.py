@@ -177,5 +177,9 @@ def test_resume_on_text_of_another_vocabulary_is_refused_naming_it(tmp_path):
         search("e ceb bed deb. ").run()
     with pytest.raises(ValueError, match="use level='byte'"):
         search("a cab bad dabs. ").run()
+    # Reopened for its masks only, without data or vocabulary: no refusal.
+    reopened = search("a cab bad dab. ")
+    reopened.vocabulary, reopened.x = None, None
+    assert reopened.masks(1)
     with pytest.raises(ValueError, match="`vocabulary`"):
         kl.TicketSearch(_tiny("lstm_lm"), vocabulary="abc")

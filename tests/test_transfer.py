@@ -65,11 +65,17 @@ def test_masks_of_one_task_trained_on_another_against_random_masks(tmp_path):
     model = _classifier(lm)
     pretrained = kl.get_weights(model)
     x, y = _task_b()
-    search = kl.TicketSearch(model, x, y, transfer=shared, controls=["random_pruning"],
-                             initial_weights="current", epochs=1, batch_size=8,
-                             validation_data=(x[:16], y[:16]), directory=tmp_path / "b",
-                             verbose=0)
+
+    def search_b(transfer, classifier=None):
+        return kl.TicketSearch(classifier or _classifier(lm), x, y, transfer=transfer,
+                               controls=["random_pruning"], initial_weights="current", epochs=1, batch_size=8,
+                               validation_data=(x[:16], y[:16]), directory=tmp_path / "b",
+                               verbose=0)
+
+    first = search_b(shared[:1], model).run()  # One set first; the second set goes on from there.
+    search = search_b(shared)
     result = search.run()
+    assert result.records[:3] == first.records
     assert [(r.round, r.kind) for r in result.records] == [
         (0, "ticket"), (1, "ticket"), (1, "random_pruning"), (2, "ticket"), (2, "random_pruning")]
     for round_, masks in enumerate(shared, start=1):
@@ -89,17 +95,11 @@ def test_masks_of_one_task_trained_on_another_against_random_masks(tmp_path):
     assert result.record(2).density < result.record(1).density < 1
 
     # Resumed with the same masks: nothing trains again. Other masks: refused, naming them.
-    again = kl.TicketSearch(_classifier(lm), x, y, transfer=shared,
-                            controls=["random_pruning"], initial_weights="current", epochs=1,
-                            batch_size=8, validation_data=(x[:16], y[:16]),
-                            directory=tmp_path / "b", verbose=0)
-    assert again.run().records == result.records
-    other = [shared[1], shared[0]]
-    with pytest.raises(ValueError, match="transfer"):
-        kl.TicketSearch(_classifier(lm), x, y, transfer=other, controls=["random_pruning"],
-                        initial_weights="current", epochs=1, batch_size=8,
-                        validation_data=(x[:16], y[:16]), directory=tmp_path / "b",
-                        verbose=0).run()
+    assert search_b(shared).run().records == result.records
+    with pytest.raises(ValueError, match=r"differs in \['transfer'.*from set 0 on"):
+        search_b([shared[1], shared[0]]).run()
+    with pytest.raises(ValueError, match=r"load_masks. gives \{round: masks\}"):
+        search_b(found)
 
 
 def test_transferred_masks_are_checked_before_any_work(tmp_path):
@@ -119,7 +119,12 @@ def test_transferred_masks_are_checked_before_any_work(tmp_path):
             kl.TicketSearch(model, x, x, transfer=transfer, directory=tmp_path / "x")
         assert "transfer" in str(error.value)
     for clash in ({"one_shot": [0.5]}, {"target_density": 0.5}, {"criterion": "movement"},
-                  {"controls": ["inverted"]}):
-        with pytest.raises(ValueError, match=f"`{next(iter(clash))}`"):
-            kl.TicketSearch(model, x, x, transfer=[masks], directory=tmp_path / "x", **clash)
-    assert not (tmp_path / "x").exists()  # Refused before anything was written.
+                  {"rounds": 2}, {"prune_rates": 0.5}, {"budget": "erk"},
+                  {"global_pruning": True}):
+        with pytest.raises(ValueError, match="`transfer` alone to decide the masks"):
+            kl.TicketSearch(model, x, x, transfer=[masks], **clash)
+    with pytest.raises(ValueError, match="without 'inverted'"):
+        kl.TicketSearch(model, x, x, transfer=[masks], controls=["inverted"])
+    with pytest.raises(ValueError, match="`transfer` alone"):  # Before the data loads.
+        kl.TicketSearch.from_preset("mlp_mnist1d", transfer=[masks], rounds=2,
+                                    data_dir=tmp_path / "no data here")
