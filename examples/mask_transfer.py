@@ -5,10 +5,11 @@ with random masks of the same densities; Morcos et al. (2019) did the same
 across image data sets. This example:
 
 1. finds tickets on MNIST (the `lenet_300_100_mnist` preset, iterative);
-2. trains each round's MNIST mask on Fashion-MNIST (`transfer=`), from a new
-   θ0 drawn for Fashion-MNIST, beside random masks of the same per-layer
-   densities (`random_pruning`) and the MNIST mask on another initialization
-   (`random_reinit`);
+2. trains each round's MNIST ticket on Fashion-MNIST (`transfer=`): its
+   mask on the θ0 it was found at (the same preset and seed build the same
+   initialization, checked below), beside random masks of the same
+   per-layer densities on that θ0 (`random_pruning`) and the MNIST mask on
+   another initialization (`random_reinit`);
 3. finds Fashion-MNIST's own tickets with the same settings, for reference.
 
 It writes `table.md` (Fashion-MNIST test accuracy at the early-stop
@@ -23,8 +24,10 @@ About 15 minutes with JAX on a 2-core CPU at the defaults:
 import argparse
 import pathlib
 
+import numpy as np
+
 import keras_lottery as kl
-from keras_lottery.run_directory import load_masks
+from keras_lottery.run_directory import RunDirectory, load_masks
 
 
 def main():
@@ -44,13 +47,21 @@ def main():
         directory=out / "fashion_mnist", **common).run()
     found = load_masks(out / "mnist")
     transferred = kl.TicketSearch.from_preset(
-        "lenet_300_100_mnist", dataset="fashion_mnist", seed=1,
+        "lenet_300_100_mnist", dataset="fashion_mnist",
         transfer=[found[r] for r in range(1, args.rounds + 1)],
         controls=["random_pruning", "random_reinit"], directory=out / "mnist_masks_on_fashion",
         data_dir=args.data_dir, iterations=args.iterations).run()
+    same = _same_theta0(out / "mnist", out / "mnist_masks_on_fashion")
+    print(f"the transferred masks train from the θ0 they were found at: {same}")
     table = markdown_table(own, transferred)
     (out / "table.md").write_text(table)
     print(table)
+
+
+def _same_theta0(a, b):
+    first, second = (RunDirectory(d).read_arrays("theta0.npz") for d in (a, b))
+    return first.keys() == second.keys() and all(
+        np.array_equal(first[k], second[k]) for k in first)
 
 
 def markdown_table(own, transferred):
@@ -60,7 +71,7 @@ def markdown_table(own, transferred):
     lines = [
         "Fashion-MNIST test accuracy at the early-stop iteration:", "",
         "| round | density | Fashion-MNIST's own ticket | random masks (own densities) | "
-        "MNIST ticket's mask | random masks (its densities) | MNIST mask, reinitialized |",
+        "MNIST ticket (mask and θ0) | random masks (its densities) | MNIST mask, reinitialized |",
         "|" + " --- |" * 7,
     ]
     for ticket in own.tickets():
