@@ -16,7 +16,7 @@ It writes `table.md` (Fashion-MNIST test accuracy at the early-stop
 iteration, per density) into --out. Both data sets come from --data-dir
 (`mnist.npz`, `fashion-mnist/`), KERAS_LOTTERY_DATA, or tfds.
 
-About 15 minutes with JAX on a 2-core CPU at the defaults:
+About 10 minutes with JAX on a 2-core CPU at the defaults:
 
     KERAS_BACKEND=jax python examples/mask_transfer.py --data-dir ../shared/data
 """
