@@ -368,14 +368,16 @@ class TicketSearch:
                 )
             self.rewind_state = capture.captured
             self.store.write("rewind.npz", self.rewind_state)
-        trained = state.snapshot(self.model)
         # Only the latest ticket is pruned from next (one-shot: round 0's);
         # the inverted control's first round prunes from round 0's too.
         first_inverted = round_ == 1 and "inverted" in self.controls
         stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
             trained_name(round_ - 1),)
-        # Transferred rounds are never pruned from: their trained weights are not kept.
-        kept = None if self.transfer is not None and round_ > 0 else {p: trained[p] for p in masks}
+        # A transfer search never prunes: it keeps no trained weights, and takes no copy.
+        kept = None
+        if self.transfer is None:
+            trained = state.snapshot(self.model)
+            kept = {p: trained[p] for p in masks}
         self.store.save_training(record, masks, kept, stale)
         return record
 

@@ -93,6 +93,7 @@ def test_masks_of_one_task_trained_on_another_against_random_masks(tmp_path):
         for path, mask in ticket.items():
             np.testing.assert_array_equal(weights[path], np.where(mask, pretrained[path], 0))
     assert result.record(2).density < result.record(1).density < 1
+    assert not list((tmp_path / "b").glob("trained/*"))  # Nothing is pruned from them.
 
     # Resumed, on a rebuilt classifier, with the same masks: nothing trains again. Other
     # masks: refused, naming them.
