@@ -1,7 +1,8 @@
 """keras-lottery: lottery-ticket pruning for Keras 3 on TensorFlow, JAX and PyTorch.
 
 Masked layers, conversion of a Keras model to them and back, pruning as pure
-functions over `{variable_path: array}` dicts, pruning criteria (after
+functions over `{variable_path: array}` dicts (weight by weight, or whole
+neurons, filters and heads that `shrink` removes for real), pruning criteria (after
 training, and at initialization: SNIP, GraSP, SynFlow), masks in and out of
 a model, and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
 """
@@ -23,9 +24,13 @@ from keras_lottery import (
     schedules,
     sparsity,
     speed,
+    shrink as shrinking,
     state,
+    structured_pruning,
+    structures,
     text,
     transfer,
+    unit_groups,
 )
 from keras_lottery.criteria import Criterion
 from keras_lottery.conversion import prunable, strip
@@ -82,6 +87,8 @@ from keras_lottery.pruning import (
     score_prune,
 )
 from keras_lottery.aggregate import AggregateResult
+from keras_lottery.shrink import shrink, shrink_report
+from keras_lottery.structures import Structure
 from keras_lottery.results import RoundRecord, SearchResult
 from keras_lottery.ticket_search import SearchConfig, TicketSearch
 

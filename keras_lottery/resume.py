@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_lottery.criteria import Criterion
 from keras_lottery.search_config import json_roundtrip
+from keras_lottery.structures import Structure
 
 FORMAT = 2  # Bumped when the run directory's layout changes.
 # Settings that only say where the ladder stops: a finished search goes further
@@ -107,6 +108,8 @@ def _upgraded(config: dict) -> dict:
         config["budget"] = "global" if config.pop("global_pruning", False) else "uniform"
     if config and "criterion" not in config:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
+    if config and "structure" not in config:  # Saved before structures: weight by weight.
+        config["structure"] = json_roundtrip(dataclasses.asdict(Structure()))
     return config
 
 

@@ -15,6 +15,7 @@ from keras_lottery.criteria import Criterion, as_criterion
 from keras_lottery.planning import BUDGETS
 from keras_lottery.pruning import PruneRates
 from keras_lottery.results import RECORD_KINDS
+from keras_lottery.structures import Structure, as_structures, is_unstructured
 from keras_lottery.transfer import as_mask_sets, check_alone
 
 CONTROLS = RECORD_KINDS[1:]
@@ -33,6 +34,8 @@ class SearchConfig:
     prune_rates: PruneRates = PAPER_RATES  # Rate per round, per layer.
     budget: str = "uniform"  # How layers share a density: uniform, global or erk.
     criterion: Criterion = Criterion()  # What a round keeps: the largest trained |w|.
+    # Weights, whole units or a pattern (`keras_lottery.Structure`), or {layer: one}.
+    structure: Structure | dict = Structure()
     one_shot: tuple | None = None  # Densities to prune straight to from the dense run.
     # Mask sets found elsewhere, one round each: their density and hash (`transfer.fingerprint`).
     transfer: tuple | None = None
@@ -69,9 +72,9 @@ def best_function(monitor: str, mode: str = "auto"):
 def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, eval_every,
                    monitor, mode, seed, verbose, initial_weights, criterion="large_final",
                    budget="uniform", global_pruning=False, test_curves=False, transfer=None,
-                   prune_rates=None):
-    """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion`, the budget
-    and the transferred mask sets (a tuple of dicts, or None)."""
+                   prune_rates=None, structure=None, structure_score=None):
+    """Refuses bad settings; returns `one_shot`, `controls`, the `Criterion`, the budget,
+    the transferred mask sets (a tuple of dicts, or None) and the structure(s)."""
     if rounds is not None:
         check_int("rounds", rounds, 1)
     check_int("rewind_step", rewind_step, 0)
@@ -129,6 +132,18 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             f"'current' (its current weights, pretrained, are θ0). Received: "
             f"initial_weights={initial_weights!r}"
         )
+    structures = as_structures(structure, structure_score)
+    if not is_unstructured(structures):
+        if budget != "uniform":
+            raise ValueError(
+                f"Expected budget='uniform' with a structure: each layer (each unit group) "
+                f"goes down its own ladder. Received: budget={budget!r}, "
+                f"structure={structure!r}")
+        if criterion.at_initialization:
+            raise ValueError(
+                f"Expected a criterion scoring trained weights with a structure. Received: "
+                f"criterion={criterion.name!r}, which prunes at initialization, weight by "
+                f"weight, with structure={structure!r}")
     transfer = as_mask_sets(transfer)
     if transfer is not None:
         # The masks are given: nothing decides them, and nothing else may claim to.
@@ -139,8 +154,9 @@ def check_settings(*, rounds, target_density, one_shot, rewind_step, controls, e
             "criterion": None if criterion == Criterion() else criterion,
             "prune_rates": None if prune_rates in (None, PAPER_RATES) else prune_rates,
             "budget": None if budget == "uniform" else budget,
+            "structure": None if is_unstructured(structures) else structure,
         }, controls)
-    return one_shot, controls, criterion, budget, transfer
+    return one_shot, controls, criterion, budget, transfer, structures
 
 
 def check_verbose(verbose):

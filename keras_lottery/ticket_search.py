@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_lottery import criteria, distribution, planning, saliency, state
+from keras_lottery import structured_pruning, structures
 from keras_lottery import search_checks as checks
 from keras_lottery import transfer as mask_transfer
 from keras_lottery.callbacks import CaptureState
@@ -92,6 +93,23 @@ class TicketSearch:
             `random_pruning` then compares against random masks of each
             set's per-layer densities. See `keras_lottery.transfer`.
             Defaults to None.
+        structure: what a round prunes: `"unstructured"` (single weights,
+            the paper's, the default); whole units a shrunk model loses
+            (`keras_lottery.shrink`): `"neurons"` of Dense layers, `"filters"`
+            of convolutions, `"units"` (both), attention `"heads"`; or a
+            pattern kept in each kernel: `"2:4"` (any N:M along the inputs)
+            or `"blocks:4x4"` (inputs x outputs). A `keras_lottery.Structure`,
+            or `{layer name: structure}` to choose per layer (the others:
+            unstructured). A unit's removal also prunes its inputs in every
+            layer that reads it (across residual additions: a group), so the
+            masked model computes exactly what the shrunk one does. Layers
+            the structure does not cover, or whose units feed the outputs,
+            are pruned weight by weight at their rates. Takes the uniform
+            budget and a criterion that scores trained weights; not with
+            `transfer`. See `keras_lottery.structures`.
+        structure_score: how a unit is scored from its weights' scores:
+            `"l1"` (the default), `"l2"`, or `"bn_gamma"` (|gamma| of the
+            BatchNormalization after it, network slimming; L1 without one).
         rewind_step: rewind to the weights after this many iterations of the
             dense run (0: θ0, the initialization). Defaults to 0.
         controls: any of `"random_reinit"` (the round's masks on a fresh
@@ -148,18 +166,19 @@ class TicketSearch:
                  prune_rates: PruneRates | float = PAPER_RATES,
                  budget: str = "uniform", global_pruning: bool = False,
                  criterion="large_final", one_shot: Sequence[float] | None = None,
-                 transfer=None,
+                 transfer=None, structure=None, structure_score: str | None = None,
                  rewind_step: int = 0, controls: Sequence[str] = (),
                  eval_every: int | None = None, validation_data=None, test_data=None,
                  monitor: str = "val_loss", mode: str = "auto", test_curves: bool = False,
                  initial_weights=None, vocabulary=None,
                  directory=None, seed: int = 0, verbose: int = 1, **fit_kwargs):
-        one_shot, controls, criterion, budget, transfer = check_settings(
+        one_shot, controls, criterion, budget, transfer, structure = check_settings(
             rounds=rounds, target_density=target_density, one_shot=one_shot,
             rewind_step=rewind_step, controls=controls, eval_every=eval_every, monitor=monitor,
             mode=mode, seed=seed, verbose=verbose, initial_weights=initial_weights,
             criterion=criterion, budget=budget, global_pruning=global_pruning,
-            test_curves=test_curves, transfer=transfer, prune_rates=prune_rates)
+            test_curves=test_curves, transfer=transfer, prune_rates=prune_rates,
+            structure=structure, structure_score=structure_score)
         if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
             raise ValueError(f"Expected `vocabulary` a keras_lottery.text.Vocabulary or None. "
                              f"Received: vocabulary={vocabulary!r}")
@@ -170,6 +189,9 @@ class TicketSearch:
         self.rates = rates_for(self.model, prune_rates)
         self.initial_masks = get_masks(self.model)
         checks.check_plan(self.rates, self.initial_masks, budget, one_shot, target_density)
+        # Which weights each structure prunes, checked against the model before any work.
+        self.structure_plan = None if structures.is_unstructured(structure) else (
+            structures.plan(self.model, structure, self.rates))
         # Each set completed with the model's own masks where it says nothing.
         self.transfer = (mask_transfer.full_mask_sets(transfer, self.initial_masks)
                          if transfer is not None else None)
@@ -178,7 +200,7 @@ class TicketSearch:
         self.config = SearchConfig(
             rounds=len(self.transfer) if self.transfer else rounds or DEFAULT_ROUNDS,
             target_density=target_density, prune_rates=prune_rates,
-            budget=budget, criterion=criterion, one_shot=one_shot,
+            budget=budget, criterion=criterion, structure=structure, one_shot=one_shot,
             transfer=mask_transfer.fingerprint(self.transfer) if self.transfer else None,
             rewind_step=rewind_step,
             eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
@@ -337,12 +359,41 @@ class TicketSearch:
             seed_for(config.seed, round_, "ticket"))
         if invert:
             scores = criteria.inverted(scores)
+        if self.structure_plan is not None:
+            return self._structured_masks(round_, pruned_from, lineage, scores)
         if config.one_shot:
             return planning.one_shot_masks(self.store.masks(0, "ticket"), scores, self.rates,
                                            config.one_shot[round_ - 1], config.budget)
         return planning.iterative_masks(
             self.store.masks(pruned_from, lineage), scores, self.rates,
             planning.densities(self.initial_masks), round_, config.budget)
+
+    def _structured_masks(self, round_, pruned_from, lineage, scores):
+        plan, config = self.structure_plan, self.config
+        gammas = self._gammas(pruned_from, lineage)
+        if config.one_shot:
+            return structured_pruning.one_shot_structured(
+                plan, self.store.masks(0, "ticket"), scores, self.rates,
+                config.one_shot[round_ - 1], gammas)
+        return structured_pruning.structured_masks(
+            plan, self.store.masks(pruned_from, lineage), scores, self.rates,
+            planning.densities(self.initial_masks),
+            structured_pruning.start_units(plan, self.initial_masks), round_, gammas)
+
+    def _gammas(self, round_, kind):
+        """`{group: [trained BatchNormalization gammas]}` for the "bn_gamma" score."""
+        if not self.structure_plan.gammas:
+            return None
+        trained = self.store.read(trained_name(round_, kind))
+        return {group: [trained[path] for path in paths]
+                for group, paths in self.structure_plan.gammas.items()}
+
+    def _kept_weights(self, masks):
+        """What a training keeps to prune from: its prunable weights (and gammas)."""
+        trained = state.snapshot(self.model)
+        extra = [p for paths in (self.structure_plan.gammas if self.structure_plan else {}
+                                 ).values() for p in paths]
+        return {p: trained[p] for p in [*masks, *extra]}
 
     def _pruned_at_initialization(self, density, invert):
         """SNIP, GraSP or SynFlow masks of the rewind weights (θ0) at `density`."""
@@ -374,10 +425,7 @@ class TicketSearch:
         stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
             trained_name(round_ - 1),)
         # A transfer search never prunes: it keeps no trained weights, and takes no copy.
-        kept = None
-        if self.transfer is None:
-            trained = state.snapshot(self.model)
-            kept = {p: trained[p] for p in masks}
+        kept = None if self.transfer is not None else self._kept_weights(masks)
         self.store.save_training(record, masks, kept, stale)
         return record
 
@@ -387,6 +435,9 @@ class TicketSearch:
         if kind in ("random_pruning", "inverted") and self.store.exists(
                 masks_name(round_, kind)):
             masks = self.store.masks(round_, kind)  # A training whose record was lost.
+        elif kind == "random_pruning" and self.structure_plan is not None:
+            masks = structured_pruning.random_structured_like(
+                self.structure_plan, ticket_masks, self.initial_masks, seed)
         elif kind == "random_pruning":
             masks = random_masks_like(ticket_masks, seed)
         elif kind == "inverted":
@@ -398,8 +449,7 @@ class TicketSearch:
         record = trainer.train(round_, kind, start, masks)
         if kind == "inverted" and not self.config.one_shot:
             # Its next round prunes from these weights, as the ticket's does.
-            trained = state.snapshot(self.model)
-            self.store.save_training(record, masks, {p: trained[p] for p in masks},
+            self.store.save_training(record, masks, self._kept_weights(masks),
                                      (trained_name(round_ - 1, kind if round_ > 1 else "ticket"),))
         else:
             self.store.save_training(record, masks)

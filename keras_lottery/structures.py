@@ -1,0 +1,261 @@
+"""What shape a ticket's pruning takes: single weights, whole units, or a pattern.
+
+`Structure` names it: `"unstructured"` (the paper's), units that a shrunk
+model loses for real (`"neurons"` of Dense layers, `"filters"` of
+convolutions, both as `"units"`, attention `"heads"`), or a sparsity pattern
+kept in the kernel (`"2:4"`: N of every M consecutive inputs; `"blocks:4x4"`:
+blocks of inputs x outputs). `StructurePlan` says, for one model, which
+weights each structure prunes and how: it is checked before any training.
+"""
+
+import dataclasses
+import re
+
+import keras
+
+from keras_lottery.layers import MaskedLayer
+from keras_lottery.layers.masked_layer import stored_variable
+from keras_lottery.unit_groups import UnitGroup, unit_groups
+
+UNIT_STRUCTURES = {"neurons": ("neurons",), "filters": ("filters",),
+                   "units": ("neurons", "filters"), "heads": ("heads",)}
+SCORES = ("l1", "l2", "bn_gamma")
+_FORMS = ('"unstructured", "neurons", "filters", "units", "heads", "N:M" such as "2:4", '
+          'or "blocks:RxC" such as "blocks:4x4"')
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """A pruning structure and how its units are scored.
+
+    Args:
+        kind: `"unstructured"`, `"neurons"`, `"filters"`, `"units"`,
+            `"heads"`, `"n:m"` or `"blocks"`.
+        n, m: for `"n:m"`: rounds prune each run of `m` consecutive
+            inputs alike, down to `n` kept of every `m`.
+        block: for `"blocks"`: `(inputs, outputs)` of a block.
+        score: how a unit or block is scored from its weights' scores:
+            `"l1"` (sum of magnitudes, the default), `"l2"`, or `"bn_gamma"`:
+            |gamma| of the BatchNormalization layers after a unit (network
+            slimming), the L1 norm where there is none.
+    """
+
+    kind: str = "unstructured"
+    n: int | None = None
+    m: int | None = None
+    block: tuple | None = None
+    score: str = "l1"
+
+    def __post_init__(self):
+        if self.score not in SCORES:
+            raise ValueError(f"Expected the structure's `score` among {SCORES}. "
+                             f"Received: score={self.score!r}")
+        if self.kind == "n:m":
+            if not (isinstance(self.n, int) and isinstance(self.m, int) and 1 <= self.n < self.m):
+                raise ValueError(
+                    f"Expected N:M with 1 <= N < M. Received: {self.n}:{self.m} "
+                    "(N of every M inputs are kept: N >= M would prune nothing)")
+        elif self.kind == "blocks":
+            if not (isinstance(self.block, tuple) and len(self.block) == 2 and all(
+                    isinstance(b, int) and b >= 1 for b in self.block) and self.block != (1, 1)):
+                raise ValueError(f"Expected blocks of (inputs, outputs) positive integers, not "
+                                 f"1x1. Received: block={self.block!r}")
+        elif self.kind not in ("unstructured", *UNIT_STRUCTURES):
+            raise ValueError(f"Expected a structure among {_FORMS}. Received: {self.kind!r}")
+
+    @property
+    def units(self) -> tuple:
+        """The unit-group kinds it prunes (empty for unstructured and patterns)."""
+        return UNIT_STRUCTURES.get(self.kind, ())
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.kind in ("n:m", "blocks")
+
+    def __str__(self):
+        name = {"n:m": f"{self.n}:{self.m}",
+                "blocks": f"blocks:{self.block[0]}x{self.block[1]}" if self.block else "blocks"
+                }.get(self.kind, self.kind)
+        return name if self.score == "l1" or self.kind == "unstructured" else (
+            f"{name} ({self.score})")
+
+    def to_json(self):
+        return {"kind": self.kind, "n": self.n, "m": self.m,
+                "block": list(self.block) if self.block else None, "score": self.score}
+
+
+def as_structure(value, score=None, name="structure") -> Structure:
+    """A `Structure` from one, from a name (`"filters"`, `"2:4"`, `"blocks:4x4"`) or None."""
+    if value is None:
+        value = "unstructured"
+    if isinstance(value, Structure):
+        return value if score is None else dataclasses.replace(value, score=score)
+    if not isinstance(value, str):
+        raise ValueError(f"Expected `{name}` one of {_FORMS}, a keras_lottery.Structure, or "
+                         f"{{layer name: structure}}. Received: {name}={value!r}")
+    text = value.strip().lower()
+    score = score or "l1"
+    found = re.fullmatch(r"(\d+):(\d+)", text)
+    if found:
+        return Structure("n:m", n=int(found[1]), m=int(found[2]), score=score)
+    found = re.fullmatch(r"blocks?:(\d+)x(\d+)", text)
+    if found:
+        return Structure("blocks", block=(int(found[1]), int(found[2])), score=score)
+    if text in ("unstructured", *UNIT_STRUCTURES):
+        return Structure(text, score=score)
+    raise ValueError(f"Expected `{name}` one of {_FORMS}. Received: {name}={value!r}")
+
+
+def as_structures(value, score=None):
+    """A `Structure`, or `{layer name: Structure}` for a per-layer choice."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError("Expected `structure` a structure or a non-empty "
+                             "{layer name: structure}. Received: {}")
+        return {str(layer): as_structure(spec, score, f"structure[{layer!r}]")
+                for layer, spec in value.items()}
+    return as_structure(value, score)
+
+
+def structures_json(structures):
+    if isinstance(structures, dict):
+        return {layer: spec.to_json() for layer, spec in sorted(structures.items())}
+    return structures.to_json()
+
+
+def is_unstructured(structures) -> bool:
+    return not isinstance(structures, dict) and structures.kind == "unstructured"
+
+
+@dataclasses.dataclass
+class StructurePlan:
+    """Which weights of one model each structure prunes.
+
+    `groups`: `[(UnitGroup, rate, Structure)]` pruned unit by unit;
+    `patterns`: `{path: (Structure, input axis, layer name)}`; every other
+    weight is pruned weight by weight (`unstructured`), as without a
+    structure. `left` says which layers a structure asked for could not take
+    it, and why (they are pruned weight by weight).
+    """
+
+    groups: list
+    patterns: dict
+    structured_paths: set  # Producers and patterns: not pruned weight by weight.
+    left: dict
+    gammas: dict  # {group name: [BatchNormalization gamma paths]} for "bn_gamma".
+
+
+def plan(model, structures, rates) -> StructurePlan:
+    """Checks `structures` against `model` and says what each prunes.
+
+    Raises ValueError naming the layer for a structure it cannot take: heads
+    on a layer without them, neurons on a convolution, N:M on an input axis
+    not divisible by M, units that feed the model's outputs (named per layer),
+    ...; and for a structure that finds nothing to prune.
+    """
+    from keras_lottery.masks import prunable_variables
+
+    variables = prunable_variables(model)
+    layers = {entry.layer.name: entry.layer for entry in variables.values()}
+    per_layer = isinstance(structures, dict)
+    if per_layer:
+        unknown = sorted(set(structures) - set(layers))
+        if unknown:
+            raise ValueError(f"Expected `structure` keys among the masked layers "
+                             f"{sorted(layers)}. Received unknown layers {unknown}.")
+    wanted = structures if per_layer else {name: structures for name in layers}
+    groups, patterns, left, gammas = [], {}, {}, {}
+    found = unit_groups(model) if any(s.units for s in wanted.values()) else []
+    in_groups = {}
+    for group in found:
+        for layer in group.layers:
+            in_groups[layer.name] = group
+    for name, spec in wanted.items():
+        if spec.units and name not in in_groups:
+            if per_layer:
+                raise ValueError(
+                    f"Expected structure {str(spec)!r} for layer {name!r} to fit it. Received "
+                    f"a {type(layers[name]).__name__}, which has no "
+                    f"{' or '.join(spec.units)}.")
+        elif spec.units and in_groups[name].kind not in spec.units:
+            if per_layer:
+                raise ValueError(
+                    f"Expected structure {str(spec)!r} for layer {name!r} to fit it. Received "
+                    f"a {type(layers[name]).__name__}, whose units are "
+                    f"{in_groups[name].kind}: pass {in_groups[name].kind!r} for it.")
+    for group in found:
+        specs = {str(wanted[layer.name]) for layer in group.layers if layer.name in wanted
+                 and group.kind in wanted[layer.name].units}
+        if not specs:
+            continue
+        if len(specs) > 1 or (per_layer and any(layer.name not in wanted
+                                                for layer in group.layers)):
+            raise ValueError(
+                f"Expected one structure for layers {[layer.name for layer in group.layers]}, "
+                f"whose units are added together and pruned together. Received "
+                f"{ {layer.name: str(wanted.get(layer.name, 'unstructured')) for layer in group.layers} }.")
+        spec = wanted[group.layers[0].name]
+        if group.blocked:
+            if per_layer:
+                raise ValueError(
+                    f"Expected layer {group.name!r} to be able to lose whole {group.kind}. "
+                    f"Received a layer whose units cannot be removed: {group.blocked}.")
+            for layer in group.layers:
+                left[layer.name] = group.blocked
+            continue
+        rate = min(rates[slice_.path] for slice_ in group.producers)
+        if rate > 0:
+            groups.append((group, rate, spec))
+            if spec.score == "bn_gamma":
+                gammas[group.name] = [bn.gamma.path for bn in group.per_channel
+                                      if getattr(bn, "gamma", None) is not None]
+    for path, entry in variables.items():
+        spec = wanted.get(entry.layer.name)
+        if spec is None or not spec.is_pattern or rates[path] == 0:
+            continue
+        axis = _input_axis(entry)
+        if axis is None:
+            if per_layer:
+                raise ValueError(
+                    f"Expected structure {str(spec)!r} for layer {entry.layer.name!r} to fit "
+                    f"it. Received a {type(entry.layer).__name__}: N:M and blocks fit Dense and "
+                    "convolution kernels.")
+            left[entry.layer.name] = "N:M and blocks fit Dense and convolution kernels"
+            continue
+        shape = entry.weight.shape
+        size = spec.m if spec.kind == "n:m" else spec.block[0]
+        if shape[axis] % size or (spec.kind == "blocks" and shape[-1] % spec.block[1]):
+            need = (f"an input dimension divisible by M={spec.m}" if spec.kind == "n:m" else
+                    f"inputs divisible by {spec.block[0]} and outputs by {spec.block[1]}")
+            raise ValueError(
+                f"Expected structure {str(spec)!r} for layer {entry.layer.name!r} to fit its "
+                f"kernel: {need}. Received a kernel of shape {tuple(shape)}. Leave the layer "
+                "out with a per-layer `structure={layer name: structure}`.")
+        patterns[path] = (spec, axis, entry.layer.name)
+    asked = {s for s in wanted.values() if s.units or s.is_pattern}
+    if asked and not groups and not patterns:
+        spec = next(iter(asked))
+        raise ValueError(
+            f"Expected a model with layers that structure {str(spec)!r} can prune. Received "
+            f"none it can: {left or 'no layer of that kind, or only layers with rate 0'}.")
+    structured = {s.path for group, _, _ in groups for s in group.producers} | set(patterns)
+    return StructurePlan(groups, patterns, structured, left, gammas)
+
+
+def _input_axis(entry):
+    """The input axis of a Dense (0) or convolution (-2) kernel; None for other weights."""
+    layer = entry.layer
+    try:
+        if not isinstance(layer, MaskedLayer) or entry.weight is not stored_variable(
+                layer, "kernel"):
+            return None
+    except AttributeError:
+        return None
+    if isinstance(layer, keras.layers.Dense) and len(entry.weight.shape) == 2:
+        return 0
+    if isinstance(layer, keras.src.layers.convolutional.base_conv.BaseConv):
+        return len(entry.weight.shape) - 2
+    return None
+
+
+__all__ = ["Structure", "StructurePlan", "UnitGroup", "as_structure", "plan"]
