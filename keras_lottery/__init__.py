@@ -14,6 +14,7 @@ from keras_lottery import (
     criteria,
     datasets,
     distribution,
+    early_bird,
     layers,
     metrics,
     models,
@@ -87,6 +88,7 @@ from keras_lottery.pruning import (
     score_prune,
 )
 from keras_lottery.aggregate import AggregateResult
+from keras_lottery.early_bird import EarlyBird
 from keras_lottery.shrink import shrink, shrink_report
 from keras_lottery.structures import Structure
 from keras_lottery.results import RoundRecord, SearchResult

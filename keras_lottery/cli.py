@@ -25,6 +25,7 @@ from keras_lottery.planning import BUDGETS
 from keras_lottery.results import SearchResult, csv_text
 from keras_lottery.run_lock import RunBusyError
 from keras_lottery.search_config import CONTROLS
+from keras_lottery.structures import SCORES, as_structure
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -60,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--synflow-iterations", type=_integer(1), default=100,
                      help="steps synflow prunes in to each density")
     how.add_argument("--grasp-temperature", type=_positive, default=200.0)
+    how.add_argument("--structure", type=_structure,
+                     help="what a round prunes: unstructured (default), neurons, filters, "
+                          "units (both), heads, N:M such as 2:4, or blocks:RxC")
+    how.add_argument("--structure-score", choices=SCORES,
+                     help="how units are scored: l1 (default), l2, bn_gamma")
     how.add_argument("--one-shot", type=_fraction("(0, 1)"), nargs="+", metavar="DENSITY",
                      help="prune once, straight to each of these densities")
     how.add_argument("--rewind-step", type=_integer(0), help="rewind to this iteration (0: θ0)")
@@ -131,6 +137,14 @@ def _fraction(interval):
             raise argparse.ArgumentTypeError(f"expected a number in {interval}, received {text}")
         return value
     return parse
+
+
+def _structure(text):
+    try:
+        as_structure(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _positive(text):
@@ -228,6 +242,8 @@ def _run(args) -> int:
                             iterations=args.synflow_iterations,
                             temperature=args.grasp_temperature),
         test_curves=args.test_curves, verbose=args.verbose, **overrides)
+    if args.structure is not None or args.structure_score is not None:
+        settings.update(structure=args.structure, structure_score=args.structure_score)
     out = pathlib.Path(args.out)
     if args.seeds is None:
         result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
@@ -265,7 +281,8 @@ def _transferred(args):
              "--output-rate": "output_rate", "--budget": "budget", "--global": "global_pruning",
              "--criterion": "criterion", "--score-examples": "score_examples",
              "--synflow-iterations": "synflow_iterations",
-             "--grasp-temperature": "grasp_temperature"}
+             "--grasp-temperature": "grasp_temperature", "--structure": "structure",
+             "--structure-score": "structure_score"}
     given = {flag: getattr(args, name) if getattr(args, name) != getattr(defaults, name)
              else None for flag, name in flags.items()}
     if args.transfer_rounds and len(set(args.transfer_rounds)) != len(args.transfer_rounds):

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_lottery.conversion import _check_graph_model, strip
 from keras_lottery.masks import get_masks
-from keras_lottery.structured_pruning import _unit_reduce
+from keras_lottery.structured_pruning import _unit_reduce, alive_units
 from keras_lottery.unit_groups import unit_groups
 
 
@@ -117,8 +117,10 @@ def _plan(model):
             read = np.ones(group.units, dtype=bool)
         names = [layer.name for layer in group.layers]
         if group.blocked or not group.consumers:
+            # The walk stopped at the block, so its readers are not all known:
+            # dead here means every weight of the unit is pruned (it emits its bias).
             keep = np.ones(group.units, dtype=bool)
-            dead = int((~read).sum()) if group.consumers else 0
+            dead = int((~alive_units(group, masks)).sum())
             plans.append((group, keep, GroupReport(names, group.kind, group.units,
                                                    group.units, dead, group.blocked)))
             continue

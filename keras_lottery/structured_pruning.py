@@ -125,21 +125,23 @@ def structured_masks(plan, base, scores, rates, start, start_units, round_, gamm
         round_: how many rounds of each rate's ladder to go down.
         gammas: `{group name: [gamma arrays]}` for the "bn_gamma" score.
     """
-    others = {p: base[p] for p in base if p not in plan.structured_paths}
-    targets = {p: start[p] * (1 - rates[p]) ** round_ for p in others}
+    # Units first: what they take from a layer that reads them counts toward
+    # that layer's density, then each layer goes down its own ladder.
     masks = dict(base)
-    if others:
-        masks.update(score_prune({p: scores[p] for p in others}, others,
-                                 rates_for_densities(others, targets)))
-    for path, (spec, axis, _) in plan.patterns.items():
-        masks[path] = pattern_prune(scores[path], base[path], spec, axis,
-                                    start[path] * (1 - rates[path]) ** round_)
     for group, rate, spec in plan.groups:
         alive = alive_units(group, base)
         count = min(int(alive.sum()), max(1, keep_count(start_units[group.name],
                                                         (1 - rate) ** round_)))
         values = unit_scores(group, scores, base, spec.score, (gammas or {}).get(group.name))
         masks = remove_units(group, top_units(values, alive, count), masks)
+    others = {p: masks[p] for p in masks if p not in plan.structured_paths}
+    if others:
+        targets = {p: start[p] * (1 - rates[p]) ** round_ for p in others}
+        masks.update(score_prune({p: scores[p] for p in others}, others,
+                                 rates_for_densities(others, targets)))
+    for path, (spec, axis, _) in plan.patterns.items():
+        masks[path] = pattern_prune(scores[path], masks[path], spec, axis,
+                                    start[path] * (1 - rates[path]) ** round_)
     return masks
 
 

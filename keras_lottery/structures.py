@@ -181,8 +181,8 @@ def plan(model, structures, rates) -> StructurePlan:
             if per_layer:
                 raise ValueError(
                     f"Expected structure {str(spec)!r} for layer {name!r} to fit it. Received "
-                    f"a {type(layers[name]).__name__}, whose units are "
-                    f"{in_groups[name].kind}: pass {in_groups[name].kind!r} for it.")
+                    f"a {type(layers[name]).__name__}, which has no {' or '.join(spec.units)}: "
+                    f"its units are {in_groups[name].kind} (pass {in_groups[name].kind!r}).")
     for group in found:
         specs = {str(wanted[layer.name]) for layer in group.layers if layer.name in wanted
                  and group.kind in wanted[layer.name].units}
@@ -209,6 +209,7 @@ def plan(model, structures, rates) -> StructurePlan:
             if spec.score == "bn_gamma":
                 gammas[group.name] = [bn.gamma.path for bn in group.per_channel
                                       if getattr(bn, "gamma", None) is not None]
+    unfit = {}
     for path, entry in variables.items():
         spec = wanted.get(entry.layer.name)
         if spec is None or not spec.is_pattern or rates[path] == 0:
@@ -227,11 +228,16 @@ def plan(model, structures, rates) -> StructurePlan:
         if shape[axis] % size or (spec.kind == "blocks" and shape[-1] % spec.block[1]):
             need = (f"an input dimension divisible by M={spec.m}" if spec.kind == "n:m" else
                     f"inputs divisible by {spec.block[0]} and outputs by {spec.block[1]}")
-            raise ValueError(
-                f"Expected structure {str(spec)!r} for layer {entry.layer.name!r} to fit its "
-                f"kernel: {need}. Received a kernel of shape {tuple(shape)}. Leave the layer "
-                "out with a per-layer `structure={layer name: structure}`.")
+            unfit.setdefault(entry.layer.name, (spec, need, tuple(shape)))
+            continue
         patterns[path] = (spec, axis, entry.layer.name)
+    if unfit:
+        name, (spec, need, shape) = next(iter(unfit.items()))
+        fitting = {patterns[p][2]: str(patterns[p][0]) for p in patterns}
+        raise ValueError(
+            f"Expected structure {str(spec)!r} for layer {name!r} to fit its kernel: {need}. "
+            f"Received a kernel of shape {shape}. Choose per layer to leave it out, e.g. "
+            f"structure={fitting}.")
     asked = {s for s in wanted.values() if s.units or s.is_pattern}
     if asked and not groups and not patterns:
         spec = next(iter(asked))

@@ -153,6 +153,13 @@ def check_exact_zeros(model, masks) -> None:
     weights = get_weights(model)
     current = get_masks(model)
     for path, mask in masks.items():
+        if not np.isfinite(weights[path]).all():
+            # NaN times a zero mask is NaN: not a mask bypassed, a diverged training.
+            raise RuntimeError(
+                f"Expected finite weights after training. Received non-finite values in "
+                f"{path!r}: the training diverged. Lower the learning rate, or check the loss "
+                "(a loss on probabilities after a layer without softmax: from_logits=True)."
+            )
         moved = int(np.count_nonzero(weights[path][~mask]))
         if moved or not np.array_equal(current[path], mask):
             raise RuntimeError(

@@ -120,3 +120,26 @@ class CallOrderNet(keras.Model):
 
     def call(self, x):
         return self.head(self.body(x))
+
+
+def residual_net():
+    """Conv -> BN -> ReLU, a residual block, pooling, Flatten -> Dense -> Dense."""
+    inputs = keras.Input((8, 8, 2))
+    x = kl.layers.MaskedConv2D(6, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("relu")(x)
+    y = kl.layers.MaskedConv2D(4, 3, padding="same", activation="relu", name="inner")(x)
+    y = kl.layers.MaskedConv2D(6, 3, padding="same", name="back")(y)
+    y = keras.layers.BatchNormalization(name="back_bn")(y)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = kl.layers.MaskedDense(5, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, kl.layers.MaskedDense(3, name="out")(x), name="residual")
+
+
+def attention_net():
+    inputs = keras.Input((5, 8))
+    x = kl.layers.MaskedMultiHeadAttention(num_heads=4, key_dim=2, name="attention")(inputs, inputs)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, kl.layers.MaskedDense(3, name="out")(x))

@@ -162,3 +162,20 @@ def test_console_script_switches_backend(tmp_path):
     saved = json.loads((out / "result.json").read_text())
     assert saved["config"]["backend"] == other
     assert (out / "rounds" / "001_ticket.json").exists()
+
+
+def test_structured_run_from_the_command_line(tmp_path):
+    out = tmp_path / "neurons"
+    assert cli.main(["run", *TINY, "--structure", "neurons", "--structure-score", "l2",
+                     "--out", str(out)]) == 0
+    config = json.loads((out / "search.json").read_text())["config"]
+    assert config["structure"] == {"kind": "neurons", "n": None, "m": None, "block": None,
+                                   "score": "l2"}
+    from keras_lottery.run_directory import load_masks
+
+    masks = load_masks(out)[2]
+    first = next(mask for path, mask in masks.items() if mask.ndim == 2)
+    alive = first.any(axis=0)
+    assert 0 < alive.sum() < alive.size and first[:, alive].all()  # Whole neurons.
+    with pytest.raises(SystemExit):
+        cli.main(["run", *TINY, "--structure", "3:3", "--out", str(tmp_path / "bad")])
