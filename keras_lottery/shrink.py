@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_lottery.conversion import _check_graph_model, strip
 from keras_lottery.masks import get_masks
-from keras_lottery.structured_pruning import _unit_reduce, alive_units
+from keras_lottery.structured_pruning import alive_units, reduce_units
 from keras_lottery.unit_groups import unit_groups
 
 
@@ -112,7 +112,7 @@ def _plan(model):
         if group.consumers:
             read = np.zeros(group.units, dtype=bool)
             for piece in group.consumers:
-                read |= _unit_reduce(masks[piece.path], piece.axis, group.units, np.any)
+                read |= reduce_units(masks[piece.path], piece.axis, group.units, np.any)
         else:
             read = np.ones(group.units, dtype=bool)
         names = [layer.name for layer in group.layers]

@@ -22,7 +22,8 @@ def unit_view(array, axis, units):
     return moved.reshape(*moved.shape[:-1], moved.shape[-1] // units, units)
 
 
-def _unit_reduce(array, axis, units, reduce):
+def reduce_units(array, axis, units, reduce):
+    """`reduce` (np.any, np.sum) of each unit's entries along `axis`: one value per unit."""
     view = unit_view(array, axis, units)
     return reduce(view.reshape(-1, units), axis=0)
 
@@ -32,7 +33,7 @@ def alive_units(group, masks) -> np.ndarray:
     slices = group.producers or group.consumers
     alive = np.zeros(group.units, dtype=bool)
     for piece in slices:
-        alive |= _unit_reduce(masks[piece.path], piece.axis, group.units, np.any)
+        alive |= reduce_units(masks[piece.path], piece.axis, group.units, np.any)
     return alive
 
 
@@ -47,8 +48,8 @@ def unit_scores(group, scores, masks, score="l1", gammas=None) -> np.ndarray:
     squares = np.zeros(group.units)
     for piece in pieces:
         kept = np.where(masks[piece.path], scores[piece.path], 0.0).astype(np.float64)
-        total += _unit_reduce(kept, piece.axis, group.units, np.sum)
-        squares += _unit_reduce(kept ** 2, piece.axis, group.units, np.sum)
+        total += reduce_units(kept, piece.axis, group.units, np.sum)
+        squares += reduce_units(kept ** 2, piece.axis, group.units, np.sum)
     return total if score != "l2" else np.sign(total) * np.sqrt(squares)
 
 
@@ -97,14 +98,15 @@ def pattern_prune(scores, mask, spec, axis, density) -> np.ndarray:
     reduce_axes = tuple(range(grid.ndim - 4)) + (grid.ndim - 3, grid.ndim - 1)
     norms = np.sum(grid, axis=reduce_axes) if spec.score != "l2" else np.sqrt(
         np.sum(grid ** 2, axis=reduce_axes))
-    alive_grid = unit_alive_blocks(mask, axis, spec.block)
+    alive_grid = alive_blocks(mask, axis, spec.block)
     count = min(int(alive_grid.sum()), max(1, keep_count(norms.size, density)))
     keep = top_units(norms.ravel(), alive_grid.ravel(), count).reshape(norms.shape)
     full = np.repeat(np.repeat(keep, rows, axis=0), cols, axis=1)
     return np.moveaxis(np.broadcast_to(full, moved.shape), -2, axis) & mask
 
 
-def unit_alive_blocks(mask, axis, block):
+def alive_blocks(mask, axis, block):
+    """Which blocks of a kernel (inputs on `axis`, outputs last) keep any weight."""
     rows, cols = block
     moved = np.moveaxis(mask, axis, -2)
     grid = moved.reshape(*moved.shape[:-2], moved.shape[-2] // rows, rows,

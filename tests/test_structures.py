@@ -203,3 +203,33 @@ def test_structures_a_model_cannot_take_are_refused_before_training(structure, s
         kl.TicketSearch(model, x, y, structure=structure, epochs=1, verbose=0, **settings)
     for before, variable in zip(weights, model.weights):  # Nothing trained.
         np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(variable))
+
+
+def test_an_addition_written_as_plus_couples_too_and_shrinks():
+    inputs = keras.Input((6,))
+    a = MaskedDense(4, name="a")(inputs)
+    b = MaskedDense(4, name="b")(inputs)
+    model = keras.Model(inputs, MaskedDense(2, name="out")(keras.ops.relu(a) * 0 + (a + b)))
+    group = _group(unit_groups(model), "a")
+    assert group.blocked and "mixes them" in group.blocked  # `ops.relu` is not known.
+    model = keras.Model(inputs, MaskedDense(2, name="out2")(a + b))
+    group = _group(unit_groups(model), "a")
+    assert group.blocked is None and sorted(layer.name for layer in group.layers) == ["a", "b"]
+    masks = sp.remove_units(group, np.array([True, False, True, False]), kl.get_masks(model))
+    kl.apply_masks(model, masks)
+    small = kl.shrink(model)
+    assert small.get_layer("a").units == 2 and small.get_layer("b").units == 2
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_inverted_control_keeps_the_lowest_norm_units():
+    x, y = _data()
+    search = kl.TicketSearch(mlp(), x, y, rounds=1, prune_rates=kl.PruneRates(
+        0.5, by_kind={"output": 0.0}), structure="neurons", controls=["inverted"], epochs=1,
+        batch_size=16, verbose=0)
+    search.run()
+    ticket = _by_layer(search.masks(1))["fc1"].any(axis=0)
+    inverted = _by_layer(search.masks(1, "inverted"))["fc1"].any(axis=0)
+    assert ticket.sum() == inverted.sum() == 6 and not (ticket & inverted).any()
