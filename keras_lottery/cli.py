@@ -242,6 +242,9 @@ def _run(args) -> int:
                             iterations=args.synflow_iterations,
                             temperature=args.grasp_temperature),
         test_curves=args.test_curves, verbose=args.verbose, **overrides)
+    if args.structure_score is not None and args.structure in (None, "unstructured"):
+        raise SystemExit("keras-lottery run: --structure-score needs --structure (units or "
+                         "blocks to score)")
     if args.structure is not None or args.structure_score is not None:
         settings.update(structure=args.structure, structure_score=args.structure_score)
     out = pathlib.Path(args.out)

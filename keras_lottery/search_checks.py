@@ -89,6 +89,22 @@ def check_plan(rates, initial_masks, budget, one_shot, target_density):
             )
 
 
+def check_structured_plan(plan, rates, initial_masks, one_shot, target_density):
+    """With a structure, targets above the lowest density its units, N:M runs
+    or blocks can reach (a group keeps one unit; N:M stops at N of M)."""
+    from keras_lottery.structured_pruning import lowest_density
+
+    floor = lowest_density(plan, initial_masks, rates)
+    for name, targets in (("one_shot", one_shot), ("target_density", target_density)):
+        if targets is not None and (min(targets) if name == "one_shot" else targets) < (
+                floor - 1e-9):
+            raise ValueError(
+                f"Expected `{name}` at or above {floor:.4f}, the lowest density this structure can "
+                f"reach (one unit per group, N of every M, one block, one weight per other "
+                f"layer). Received: {name}={targets!r}"
+            )
+
+
 def check_eval_every(eval_every, compile_config):
     steps = compile_config.get("steps_per_execution") or 1
     if eval_every and eval_every % steps:

@@ -158,7 +158,7 @@ def _cut_value(layer, variable, value, cut):
         if keep is None:
             return value
         part = variable.path.split("/")[-2]
-        if part in ("query", "key", "value"):
+        if part in ("query", "key", "value", "gate"):
             return np.compress(keep, value, axis=1 if name == "kernel" else 0)
         if part == "attention_output" and name == "kernel":
             return np.compress(keep, value, axis=0)

@@ -15,6 +15,8 @@ import numpy as np
 
 from keras_lottery.pruning import keep_count, rates_for_densities, score_prune
 
+_TINY = 1e-300
+
 
 def unit_view(array, axis, units):
     """`array` with `axis` last, split as `(..., repeat, units)`: unit j is `[..., j]`."""
@@ -42,7 +44,8 @@ def unit_scores(group, scores, masks, score="l1", gammas=None) -> np.ndarray:
     scores (with their sign: an inverted criterion ranks units the other way
     round), or the summed |gamma| of `gammas` (`[array]`, one per BatchNormalization)."""
     if score == "bn_gamma" and gammas:
-        return np.sum([np.abs(g) for g in gammas], axis=0).astype(np.float64)
+        # |gamma| summed over the group's BatchNormalizations (negated ones: the inverted control).
+        return np.sum(gammas, axis=0).astype(np.float64)
     pieces = group.producers + (group.consumers if group.kind == "heads" else [])
     total = np.zeros(group.units)
     squares = np.zeros(group.units)
@@ -138,13 +141,22 @@ def structured_masks(plan, base, scores, rates, start, start_units, round_, gamm
         masks = remove_units(group, top_units(values, alive, count), masks)
     others = {p: masks[p] for p in masks if p not in plan.structured_paths}
     if others:
-        targets = {p: start[p] * (1 - rates[p]) ** round_ for p in others}
+        # Never 0 (a float underflow far down the ladder): a layer keeps one weight at least.
+        targets = {p: max(start[p] * (1 - rates[p]) ** round_, _TINY) for p in others}
         masks.update(score_prune({p: scores[p] for p in others}, others,
                                  rates_for_densities(others, targets)))
     for path, (spec, axis, _) in plan.patterns.items():
         masks[path] = pattern_prune(scores[path], masks[path], spec, axis,
                                     start[path] * (1 - rates[path]) ** round_)
     return masks
+
+
+def lowest_density(plan, masks, rates) -> float:
+    """The lowest overall density the structure can bring `masks` to: one unit
+    per group, N of every M, one block, one weight per other layer (rate 0: none)."""
+    ones = {p: np.ones(m.shape) for p, m in masks.items()}
+    return density_of(structured_masks(plan, masks, ones, rates, {
+        p: float(np.mean(m)) for p, m in masks.items()}, start_units(plan, masks), 1e6))
 
 
 def start_units(plan, masks) -> dict:
@@ -166,7 +178,7 @@ def one_shot_structured(plan, dense, scores, rates, target, gammas=None):
         return structured_masks(plan, dense, scores, rates, begin, units, r, gammas)
 
     low, high = 0.0, 1.0
-    while density_of(at(high)) > target and high < 1e4:
+    while density_of(at(high)) > target and high < 1e6:  # Targets below the floor are refused.
         low, high = high, high * 2
     for _ in range(40):
         middle = (low + high) / 2

@@ -94,7 +94,7 @@ def as_structure(value, score=None, name="structure") -> Structure:
         raise ValueError(f"Expected `{name}` one of {_FORMS}, a keras_lottery.Structure, or "
                          f"{{layer name: structure}}. Received: {name}={value!r}")
     text = value.strip().lower()
-    score = score or "l1"
+    score = "l1" if score is None else score
     found = re.fullmatch(r"(\d+):(\d+)", text)
     if found:
         return Structure("n:m", n=int(found[1]), m=int(found[2]), score=score)
@@ -108,6 +108,11 @@ def as_structure(value, score=None, name="structure") -> Structure:
 
 def as_structures(value, score=None):
     """A `Structure`, or `{layer name: Structure}` for a per-layer choice."""
+    if score is not None and (value is None or value == "unstructured" or (
+            isinstance(value, Structure) and value.kind == "unstructured")):
+        raise ValueError(
+            f"Expected `structure_score` with a `structure` of units or blocks, which it "
+            f"scores. Received: structure_score={score!r}, structure={value!r}")
     if isinstance(value, dict):
         if not value:
             raise ValueError("Expected `structure` a structure or a non-empty "
@@ -172,11 +177,13 @@ def plan(model, structures, rates) -> StructurePlan:
             in_groups[layer.name] = group
     for name, spec in wanted.items():
         if spec.units and name not in in_groups:
+            reason = _no_units(layers[name], spec)
             if per_layer:
                 raise ValueError(
                     f"Expected structure {str(spec)!r} for layer {name!r} to fit it. Received "
-                    f"a {type(layers[name]).__name__}, which has no "
-                    f"{' or '.join(spec.units)}.")
+                    f"a {type(layers[name]).__name__}, {reason}.")
+            if not reason.startswith("which has no"):
+                left[name] = reason
         elif spec.units and in_groups[name].kind not in spec.units:
             if per_layer:
                 raise ValueError(
@@ -246,6 +253,20 @@ def plan(model, structures, rates) -> StructurePlan:
             f"none it can: {left or 'no layer of that kind, or only layers with rate 0'}.")
     structured = {s.path for group, _, _ in groups for s in group.producers} | set(patterns)
     return StructurePlan(groups, patterns, structured, left, gammas)
+
+
+def _no_units(layer, spec):
+    """Why `layer` has no unit group that `spec` could prune."""
+    if isinstance(layer, keras.layers.GroupQueryAttention) and "heads" in spec.units:
+        return ("whose heads are not supported: its key and value heads are shared among "
+                "query heads")
+    kind = ("neurons" if isinstance(layer, keras.layers.Dense) else "filters"
+            if isinstance(layer, keras.src.layers.convolutional.base_conv.BaseConv) else None)
+    if kind in spec.units:
+        return ("which is not in the model's own graph of layers (it is inside a nested model, "
+                "or the model is subclassed): only a Sequential or Functional model's own "
+                "layers lose whole units")
+    return f"which has no {' or '.join(spec.units)}"
 
 
 def _input_axis(entry):

@@ -192,6 +192,9 @@ class TicketSearch:
         # Which weights each structure prunes, checked against the model before any work.
         self.structure_plan = None if structures.is_unstructured(structure) else (
             structures.plan(self.model, structure, self.rates))
+        if self.structure_plan is not None:
+            checks.check_structured_plan(self.structure_plan, self.rates, self.initial_masks,
+                                         one_shot, target_density)
         # Each set completed with the model's own masks where it says nothing.
         self.transfer = (mask_transfer.full_mask_sets(transfer, self.initial_masks)
                          if transfer is not None else None)
@@ -360,7 +363,7 @@ class TicketSearch:
         if invert:
             scores = criteria.inverted(scores)
         if self.structure_plan is not None:
-            return self._structured_masks(round_, pruned_from, lineage, scores)
+            return self._structured_masks(round_, pruned_from, lineage, scores, invert)
         if config.one_shot:
             return planning.one_shot_masks(self.store.masks(0, "ticket"), scores, self.rates,
                                            config.one_shot[round_ - 1], config.budget)
@@ -368,9 +371,11 @@ class TicketSearch:
             self.store.masks(pruned_from, lineage), scores, self.rates,
             planning.densities(self.initial_masks), round_, config.budget)
 
-    def _structured_masks(self, round_, pruned_from, lineage, scores):
+    def _structured_masks(self, round_, pruned_from, lineage, scores, invert):
         plan, config = self.structure_plan, self.config
         gammas = self._gammas(pruned_from, lineage)
+        if invert and gammas:  # The inverted control ranks units by gamma the other way too.
+            gammas = {group: [-abs(g) for g in found] for group, found in gammas.items()}
         if config.one_shot:
             return structured_pruning.one_shot_structured(
                 plan, self.store.masks(0, "ticket"), scores, self.rates,

@@ -41,6 +41,25 @@ _CHANNELWISE = tuple(getattr(keras.layers, name) for name in (
 ) if hasattr(keras.layers, name))
 
 
+# Activations that act on each value alone (softmax and the like couple a
+# layer's channels through their sum: a removed unit would still count).
+_ELEMENTWISE = frozenset((
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+    "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "tanh", "hard_tanh",
+    "softplus", "softsign", "exponential", "log_sigmoid", "squareplus", "sparse_plus",
+    "tanh_shrink", "soft_shrink", "hard_shrink", "threshold",
+))
+
+
+def _mixing_activation(layer):
+    """The name of `layer`'s activation if it couples channels (softmax...), else None."""
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    name = getattr(activation, "__name__", type(activation).__name__)
+    return None if name in _ELEMENTWISE else name
+
+
 @dataclasses.dataclass(frozen=True)
 class Slice:
     """Where a group's units sit in one weight: along `axis`, unit `j` at the
@@ -110,6 +129,8 @@ def _producer_kind(layer):
 
 
 def _why_not_channels_last(layer):
+    if _mixing_activation(layer):
+        return f"{layer.name!r} applies {_mixing_activation(layer)}, which mixes channels"
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return f"{layer.name!r} is channels_first"
     if getattr(layer, "groups", 1) != 1:
@@ -128,9 +149,10 @@ def _heads(layer, path_of):
     def path(name):
         return _kernel_path(layer, path_of, getattr(layer, f"_{name}_dense"))
 
+    projections = ("query", "key", "value") + (("gate",) if hasattr(layer, "_gate_dense") else ())
     return UnitGroup(
         name=layer.name, kind="heads", units=layer.num_heads,
-        producers=[Slice(path(name), 1) for name in ("query", "key", "value")],
+        producers=[Slice(path(name), 1) for name in projections],
         consumers=[Slice(path("output"), 0)], layers=[layer],
         readers=[(layer, Slice(path("output"), 0))])
 
@@ -197,9 +219,9 @@ class _Graph:
                 reach(tensor)
         while queue:
             tensor, repeat = queue.pop(0)
-            if tensor.shape[-1] != units * repeat and group.blocked is None:
+            if tensor.shape[-1] != units * repeat:
                 block(f"a tensor of shape {tuple(tensor.shape)} carries its {units} units")
-                continue
+                continue  # Nothing past it has these units where they are expected.
             if id(tensor) in self.outputs:
                 block("it is a model output")
             # Who made it.
@@ -275,6 +297,9 @@ class _Graph:
                     reach(other, spatial)
         elif isinstance(operation, keras.layers.Flatten):
             source = node.input_tensors[0]
-            reach(source, repeat // max(1, math.prod(source.shape[1:-1])))
+            if any(d is None for d in source.shape[1:-1]):
+                block(f"{name!r} flattens an unknown size")
+            else:
+                reach(source, repeat // max(1, math.prod(source.shape[1:-1])))
         else:
             block(f"{type(operation).__name__} {name!r} mixes them")

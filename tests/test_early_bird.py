@@ -19,6 +19,22 @@ def _model():
     return model
 
 
+class Kernels(keras.callbacks.Callback):
+    """The kernels of layers a and b at each epoch end."""
+
+    def on_train_begin(self, logs=None):
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append([keras.ops.convert_to_numpy(self.model.get_layer(n).kernel)
+                          for n in ("a", "b")])
+
+
+def _top(kernel, count):
+    norms = np.abs(kernel).sum(axis=0)
+    return np.isin(np.arange(len(norms)), np.argsort(norms)[-count:])
+
+
 def _data():
     x = np.random.default_rng(0).normal(size=(64, 12)).astype("float32")
     return x, (x[:, 0] + x[:, 1] > 0).astype("int32")
@@ -29,8 +45,13 @@ def test_the_mask_settles_training_stops_and_the_search_trains_it():
     model = _model()
     # Records every epoch first: where the rule would have stopped.
     watcher = kl.EarlyBird("neurons", keep=0.5, threshold=0.2, patience=2, stop=False)
-    model.fit(x, y, epochs=6, batch_size=16, callbacks=[watcher], verbose=0)
+    kernels = Kernels()
+    model.fit(x, y, epochs=6, batch_size=16, callbacks=[watcher, kernels], verbose=0)
     assert len(watcher.distances) == 5
+    # By hand: the 8 of 16 and 4 of 8 neurons with the largest L1 norm, epoch after epoch.
+    kept = [np.concatenate([_top(a, 8), _top(b, 4)]) for a, b in kernels.seen]
+    expected = [float(np.mean(kept[e] != kept[e - 1])) for e in range(1, 6)]
+    np.testing.assert_allclose(watcher.distances, expected)
     settled = next(e for e in range(2, 6) if max(watcher.distances[e - 2:e]) < 0.2)
     assert watcher.found_at == settled
     model = _model()

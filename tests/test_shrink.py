@@ -76,6 +76,20 @@ def test_attention_heads_shrink(tmp_path):
                                   small.predict(x, verbose=0))
 
 
+def test_gated_attention_heads_shrink():
+    inputs = keras.Input((5, 8))
+    x = kl.layers.MaskedMultiHeadAttention(num_heads=3, key_dim=2, use_gate=True,
+                                           name="attention")(inputs, inputs)
+    model = keras.Model(inputs, MaskedDense(2, name="out")(keras.layers.Flatten()(x)))
+    x = np.random.default_rng(0).normal(size=(3, 5, 8)).astype("float32")
+    model(x)
+    _prune(model, {"attention": [0, 1, 1]})
+    small = kl.shrink(model)
+    assert small.get_layer("attention").num_heads == 2
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_a_search_ticket_shrinks():
     model = keras.Sequential([keras.Input((10,)), MaskedDense(16, activation="relu", name="a"),
                               MaskedDense(8, activation="relu", name="b"), MaskedDense(2)])

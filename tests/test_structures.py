@@ -190,6 +190,9 @@ def test_one_shot_n_m_and_per_layer_structures():
     ("neurons", {"criterion": "snip", "one_shot": [0.5]}, "prunes at initialization"),
     ("neurons", {"transfer": "masks"}, "`structure`="),
     ("neurons", {"structure_score": "l3"}, "`score` among"),
+    (None, {"structure_score": "bn_gamma"}, "`structure_score` with a `structure`"),
+    ("neurons", {"one_shot": [0.01]}, "`one_shot` at or above 0.0[0-9]+, the lowest density"),
+    ("2:4", {"target_density": 0.3}, "`target_density` at or above 0.5000, the lowest"),
 ])
 def test_structures_a_model_cannot_take_are_refused_before_training(structure, settings,
                                                                     match):
@@ -233,3 +236,57 @@ def test_the_inverted_control_keeps_the_lowest_norm_units():
     ticket = _by_layer(search.masks(1))["fc1"].any(axis=0)
     inverted = _by_layer(search.masks(1, "inverted"))["fc1"].any(axis=0)
     assert ticket.sum() == inverted.sum() == 6 and not (ticket & inverted).any()
+
+
+def test_softmax_couples_channels_so_it_blocks_the_group():
+    inputs = keras.Input((4,))
+    x = MaskedDense(5, name="fc")(inputs)
+    x = keras.layers.Activation("softmax")(x)
+    model = keras.Model(inputs, MaskedDense(2, name="out")(x))
+    assert "softmax" in _group(unit_groups(model), "fc").blocked
+    hidden = keras.Sequential([keras.Input((4,)), MaskedDense(5, activation="softmax", name="s"),
+                               MaskedDense(2, name="out")])
+    assert "softmax" in _group(unit_groups(hidden), "s").blocked
+
+
+def test_refusals_name_the_real_reason():
+    inputs = keras.Input((3, 8))
+    x = kl.layers.MaskedGroupQueryAttention(head_dim=2, num_query_heads=4, num_key_value_heads=2,
+                                            name="gqa")(inputs, inputs)
+    model = keras.Model(inputs, MaskedDense(2, name="out")(keras.layers.Flatten()(x)))
+    with pytest.raises(ValueError, match="'gqa'.*heads are not supported.*shared"):
+        plan(model, {"gqa": Structure("heads")}, {p: 0.2 for p in kl.get_masks(model)})
+    with pytest.raises(ValueError, match="can prune.*'gqa'.*not supported"):
+        plan(model, Structure("heads"), {p: 0.2 for p in kl.get_masks(model)})
+    inner = keras.Sequential([keras.Input((4,)), MaskedDense(3, name="inner")], name="nested")
+    inputs = keras.Input((4,))
+    outer = keras.Model(inputs, MaskedDense(2, name="out")(inner(inputs)))
+    with pytest.raises(ValueError, match="'inner'.*inside a nested model"):
+        plan(outer, {"inner": Structure("neurons")}, {p: 0.2 for p in kl.get_masks(outer)})
+
+
+def test_bn_gamma_through_the_search_and_its_inverted_control():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    model = residual_net()
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    class Gammas(keras.callbacks.Callback):  # |gamma| of both BatchNormalizations, trained.
+        found = []
+
+        def on_train_end(self, logs=None):
+            self.found.append(sum(np.abs(keras.ops.convert_to_numpy(
+                self.model.get_layer(name).gamma)) for name in ("stem_bn", "back_bn")))
+
+    search = kl.TicketSearch(model, x, y, rounds=1, prune_rates=kl.PruneRates(
+        0.5, by_kind={"output": 0.0, "dense": 0.0}), structure="filters",
+        structure_score="bn_gamma", controls=["inverted"], epochs=1, batch_size=8, verbose=0,
+        callbacks=[Gammas()])
+    search.run()
+    stem = _group(unit_groups(search.model), "stem")
+    ticket = sp.alive_units(stem, search.masks(1))
+    inverted = sp.alive_units(stem, search.masks(1, "inverted"))
+    assert ticket.sum() == inverted.sum() == 3 and not (ticket & inverted).any()
+    # The ticket keeps the largest |gamma| summed over both, as round 0 trained them.
+    assert set(np.flatnonzero(ticket)) == set(np.argsort(Gammas.found[0])[-3:])
