@@ -184,7 +184,6 @@ class _Graph:
         nodes = [node for depth in sorted(functional._nodes_by_depth, reverse=True)
                  for node in functional._nodes_by_depth[depth]]
         graph = cls(functional, nodes)
-        graph.model = functional
         return graph
 
     def layers(self):
