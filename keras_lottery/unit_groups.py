@@ -128,8 +128,10 @@ def _producer_kind(layer):
     return None
 
 
-def _why_not_channels_last(layer):
-    if _mixing_activation(layer):
+def _why_not_channels_last(layer, reads_only=False):
+    """Why `layer` cannot keep the group's channels apart, or None. A layer
+    that only reads them (`reads_only`) is free to mix its own outputs."""
+    if not reads_only and _mixing_activation(layer):
         return f"{layer.name!r} applies {_mixing_activation(layer)}, which mixes channels"
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return f"{layer.name!r} is channels_first"
@@ -243,7 +245,7 @@ class _Graph:
             for node in self.readers.get(id(tensor), []):
                 reader = node.operation
                 if _producer_kind(reader) and node.input_tensors[0] is tensor:
-                    problem = _why_not_channels_last(reader)
+                    problem = _why_not_channels_last(reader, reads_only=True)
                     if problem:
                         block(problem)
                     if len(self.calls(reader)) != 1:

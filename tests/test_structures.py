@@ -247,6 +247,10 @@ def test_softmax_couples_channels_so_it_blocks_the_group():
     hidden = keras.Sequential([keras.Input((4,)), MaskedDense(5, activation="softmax", name="s"),
                                MaskedDense(2, name="out")])
     assert "softmax" in _group(unit_groups(hidden), "s").blocked
+    # A softmax on a reader's own outputs (LeNet's output layer) does not touch them.
+    read = keras.Sequential([keras.Input((4,)), MaskedDense(5, activation="relu", name="h"),
+                             MaskedDense(3, activation="softmax", name="out")])
+    assert _group(unit_groups(read), "h").blocked is None
 
 
 def test_refusals_name_the_real_reason():
