@@ -6,6 +6,7 @@
 import importlib
 import inspect
 import pathlib
+import re
 
 MODULES = [
     ("keras_lottery.layers", ["MaskedLayer", "PrunableWeight",
@@ -55,6 +56,7 @@ MODULES = [
                                           "pattern_prune", "start_units"]),
     ("keras_lottery.shrink", ["shrink", "shrink_report", "GroupReport"]),
     ("keras_lottery.early_bird", ["EarlyBird"]),
+    ("keras_lottery.export", ["load_ticket", "export_ticket", "write_model_config"]),
     ("keras_lottery.run_lock", ["held", "RunBusyError"]),
     ("keras_lottery.resume", ["fingerprint", "differences", "explain", "first_difference",
                                "architecture", "data_fingerprint"]),
@@ -82,7 +84,8 @@ def entry(name, obj):
     if isinstance(obj, dict):
         return f"### `{name}`\n\n`{', '.join(sorted(obj))}`\n"
     try:
-        signature = str(inspect.signature(obj))
+        # Default functions print with their address, which changes every run.
+        signature = re.sub(r" at 0x[0-9a-f]+", "", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         signature = ""
     doc = inspect.getdoc(obj) or ""

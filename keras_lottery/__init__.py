@@ -15,6 +15,7 @@ from keras_lottery import (
     datasets,
     distribution,
     early_bird,
+    export,
     layers,
     metrics,
     models,
@@ -89,6 +90,7 @@ from keras_lottery.pruning import (
 )
 from keras_lottery.aggregate import AggregateResult
 from keras_lottery.early_bird import EarlyBird
+from keras_lottery.export import export_ticket, load_ticket
 from keras_lottery.shrink import shrink, shrink_report
 from keras_lottery.structures import Structure
 from keras_lottery.results import RoundRecord, SearchResult

@@ -9,6 +9,7 @@
     keras-lottery report runs/lenet
     keras-lottery report runs/lenet5          # mean ± std [min, max] over its seed_* runs
     keras-lottery plot runs/lenet --out figures/
+    keras-lottery export runs/filters --round 5 --as shrunk --out ticket.keras
 """
 
 import argparse
@@ -21,6 +22,7 @@ import pathlib
 import sys
 
 from keras_lottery.criteria import CRITERIA, Criterion
+from keras_lottery.export import FORMS
 from keras_lottery.planning import BUDGETS
 from keras_lottery.results import SearchResult, csv_text
 from keras_lottery.run_lock import RunBusyError
@@ -114,6 +116,18 @@ def parser() -> argparse.ArgumentParser:
                       help="run directories, or folders of seed_* run directories; runs "
                       "differing only in their seed are drawn as mean and [min, max]")
     plot.add_argument("--out", required=True, help="folder for the PNG files")
+
+    export = commands.add_parser(
+        "export", help="save a round's ticket (its masks on the rewind weights) as a .keras file")
+    export.add_argument("directory", help="a run directory")
+    export.add_argument("--round", type=_integer(0), help="default: the last finished round")
+    export.add_argument("--as", dest="form", choices=FORMS, default="plain",
+                        help="plain: stock Keras layers, pruned weights zero (default); shrunk: "
+                        "pruned neurons, filters and heads removed (keras_lottery.shrink); "
+                        "masked: the masked layers, to train with the masks fixed")
+    export.add_argument("--out", required=True, help="the .keras file to write")
+    export.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     return main
 
 
@@ -168,13 +182,15 @@ def main(argv=None) -> int:
     """Runs a command; a refused input ends it with one message and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
-    if args.command == "run" and args.backend and _needs_backend_switch(args.backend):
+    if args.command in ("run", "export") and args.backend and _needs_backend_switch(
+            args.backend):
         # The backend is fixed when keras is first imported, and importing
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
         os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
     try:
-        return {"run": _run, "report": _report, "plot": _plot}[args.command](args)
+        return {"run": _run, "report": _report, "plot": _plot, "export": _export}[
+            args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         # The library's errors name the argument, what it expected and what
         # it received: that message, not a traceback.
@@ -420,6 +436,19 @@ def _plot(args) -> int:
     for path in plots.save_figures(results if len(results) > 1 else next(iter(results.values())),
                                    args.out):
         print(path)
+    return 0
+
+
+def _export(args) -> int:
+    from keras_lottery.conversion import strip
+    from keras_lottery.export import export_ticket
+
+    model = export_ticket(args.directory, args.out, args.round, args.form)
+    result = _load(args.directory)
+    record = result.record(args.round) if args.round is not None else result.tickets()[-1]
+    parameters = (strip(model) if args.form == "masked" else model).count_params()  # No masks.
+    print(f"{args.out}: round {record.round}'s ticket ({record.density:.1%} of prunable "
+          f"weights) as {args.form}, {parameters:,} parameters")
     return 0
 
 

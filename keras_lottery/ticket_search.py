@@ -27,6 +27,7 @@ from keras_lottery import structured_pruning, structures
 from keras_lottery import search_checks as checks
 from keras_lottery import transfer as mask_transfer
 from keras_lottery.callbacks import CaptureState
+from keras_lottery.export import write_model_config
 from keras_lottery.masks import apply_masks, get_masks, rates_for
 from keras_lottery.progress import Progress
 from keras_lottery.pruning import PruneRates, random_masks_like
@@ -486,6 +487,8 @@ class TicketSearch:
                   f"{len(records)} trainings already done.", flush=True)
         if not read_only:  # Never left stale.
             self.store.save_result(self._within_plan(records), self._result_config())
+            # So that `export.load_ticket` rebuilds the tickets without this code.
+            write_model_config(self.store.directory, self.model)
         self._records = records
         return records
 

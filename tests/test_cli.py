@@ -177,5 +177,12 @@ def test_structured_run_from_the_command_line(tmp_path):
     first = next(mask for path, mask in masks.items() if mask.ndim == 2)
     alive = first.any(axis=0)
     assert 0 < alive.sum() < alive.size and first[:, alive].all()  # Whole neurons.
+    # The last ticket out as a smaller plain Keras model, from the directory alone.
+    assert cli.main(["export", str(out), "--as", "shrunk", "--out", str(tmp_path / "t.keras")]) == 0
+    import keras
+
+    small = keras.models.load_model(tmp_path / "t.keras")
+    first_dense = next(layer for layer in small.layers if hasattr(layer, "kernel"))
+    assert first_dense.kernel.shape[-1] == alive.sum()
     with pytest.raises(SystemExit):
         cli.main(["run", *TINY, "--structure", "3:3", "--out", str(tmp_path / "bad")])

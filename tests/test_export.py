@@ -1,0 +1,118 @@
+"""Tickets rebuilt from a run directory alone (`keras_lottery.export`, `keras-lottery export`)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_lottery as kl
+from keras_lottery import cli, state
+from keras_lottery.export import export_ticket, load_ticket
+from keras_lottery.pruning import keep_count
+
+
+def _mlp():
+    """Automatic layer names: a second build names its layers (and paths) otherwise."""
+    model = kl.prunable(keras.Sequential([
+        keras.Input((20,)), keras.layers.Dense(12, activation="relu"),
+        keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]))
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 20)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+
+
+def _search(model, directory):
+    x, y = _data()
+    return kl.TicketSearch(model, x, y, rounds=2, structure="neurons", rewind_step=2,
+                           prune_rates=kl.PruneRates(0.3, by_kind={"output": 0.0}),
+                           epochs=1, batch_size=16, verbose=0, directory=directory)
+
+
+def _values(model):
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("export") / "run"
+    search = _search(_mlp(), directory)
+    search.run()
+    return search, directory
+
+
+def test_a_loaded_ticket_is_the_search_ticket(searched):
+    search, directory = searched
+    x, _ = _data()
+    for round_ in (0, 1, 2):
+        expected = _values(search.ticket(round_))  # Rewind weights (iteration 2) and masks.
+        loaded = load_ticket(directory, round_)
+        assert all(np.array_equal(a, b) for a, b in zip(_values(loaded), expected))
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0),
+                                      search.ticket(round_).predict(x, verbose=0))
+    # Not θ0: rewound to iteration 2, the weights the search keeps in rewind.npz.
+    rewound = state.snapshot(load_ticket(directory, 2)).values()  # In the model's order.
+    assert any(not np.array_equal(a, b) for a, b in zip(rewound, search.theta0.values()))
+    # The last finished round by default.
+    assert all(np.array_equal(a, b) for a, b in zip(
+        _values(load_ticket(directory)), _values(load_ticket(directory, 2))))
+
+
+@pytest.mark.parametrize("form", ["plain", "shrunk", "masked"])
+def test_exported_tickets_reload_and_predict_the_same(searched, tmp_path, form):
+    _, directory = searched
+    x, _ = _data()
+    ticket = load_ticket(directory, 2)
+    export_ticket(directory, tmp_path / "ticket.keras", 2, form)
+    again = keras.models.load_model(tmp_path / "ticket.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), ticket.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    stock = all(type(layer).__module__.startswith("keras.") for layer in again.layers)
+    assert stock == (form != "masked")
+    hidden = [layer.units for layer in again.layers][:2]
+    kept = [keep_count(12, 0.7**2), keep_count(8, 0.7**2)]  # 30% of neurons a round.
+    if form == "shrunk":
+        assert hidden == kept
+    else:
+        assert hidden == [12, 8]
+        kernel = keras.ops.convert_to_numpy(again.layers[0].kernel)
+        assert (~kernel.any(axis=0)).sum() == 12 - kept[0]  # Whole neurons of zeros.
+
+
+def test_model_config_written_again_when_missing_under_new_names(searched, tmp_path):
+    """A directory without model.json (older runs): refused with the way out; a
+    resume writes it, here from a rebuild whose automatic paths differ."""
+    search, directory = searched
+    (directory / "model.json").unlink()
+    with pytest.raises(ValueError, match="running it again adds it"):
+        load_ticket(directory, 1)
+    rebuilt = _mlp()
+    assert rebuilt.layers[0].name != search.model.layers[0].name
+    before = (directory / "rounds" / "002_ticket.json").stat().st_mtime_ns
+    _search(rebuilt, directory).run()
+    assert (directory / "rounds" / "002_ticket.json").stat().st_mtime_ns == before
+    config = json.loads((directory / "model.json").read_text())
+    assert rebuilt.layers[0].name in json.dumps(config)
+    assert all(np.array_equal(a, b) for a, b in zip(
+        _values(load_ticket(directory, 1)), _values(search.ticket(1))))
+
+
+def test_bad_input_refused_before_anything_is_written(searched, tmp_path):
+    _, directory = searched
+    with pytest.raises(ValueError, match=r"finished ticket rounds \[0, 1, 2\].*round=3"):
+        load_ticket(directory, 3)
+    with pytest.raises(ValueError, match="`out` to be a file name ending in .keras.*model.h5"):
+        export_ticket(directory, tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="`form` among.*form='small'"):
+        export_ticket(directory, tmp_path / "model.keras", form="small")
+    with pytest.raises(ValueError, match="not a run directory"):
+        load_ticket(tmp_path)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(SystemExit, match="keras-lottery export: .*round=7"):
+        cli.main(["export", str(directory), "--round", "7", "--out", str(tmp_path / "t.keras")])
