@@ -1,7 +1,7 @@
 """Tickets out of a run directory, without the code or the data that found them.
 
 A search writes its model's Keras config (`model.json`) into its run
-directory when it starts (or resumes a directory without one), so that
+directory whenever it runs (so an older directory gets one too), so that
 `load_ticket(path, round)` can rebuild the model, set the rewind weights (θ0,
 or iteration k's) and that round's masks: what `TicketSearch.ticket(round)`
 returns, with no search to build. The CLI's `export` saves it as a `.keras`
@@ -26,14 +26,13 @@ FORMS = ("plain", "shrunk", "masked")
 
 
 def write_model_config(directory, model) -> bool:
-    """Writes `model.json` into `directory` (a `RunDirectory`) unless it has one.
+    """Writes `model.json` into `directory` (a `RunDirectory`), at every
+    `run()`: a missing or damaged one is written again from the model, which
+    the resume check has just found to be the saved one.
 
-    Returns whether the directory now has one: a model Keras cannot rebuild
-    from its config (a subclassed model without `get_config`) gets none, and
-    its tickets come out of `TicketSearch.ticket` in Python only.
+    Returns whether it was written: a model Keras cannot serialize gets none,
+    and its tickets come out of `TicketSearch.ticket` in Python only.
     """
-    if directory.exists(MODEL_NAME):
-        return True
     try:
         config = json.loads(model.to_json())
     except Exception:  # noqa: BLE001 - whatever Keras raises, the search goes on without it.
@@ -62,8 +61,9 @@ def load_ticket(path, round=None):  # noqa: A002 - mirrors TicketSearch.ticket
             "training nothing that is done), or Keras cannot serialize its model (a subclassed "
             "model without get_config). In Python, TicketSearch(model, ..., "
             "directory=path).ticket(round) gives the ticket.")
+    config = directory.read_json(MODEL_NAME)  # A damaged one is named, with the way out.
     try:
-        model = keras.models.model_from_json(json.dumps(directory.read_json(MODEL_NAME)))
+        model = keras.models.model_from_json(json.dumps(config))
     except Exception as error:  # noqa: BLE001 - named for the user with the way out.
         raise ValueError(
             f"Expected {path}/{MODEL_NAME} to rebuild the search's model. Received one Keras "

@@ -69,6 +69,9 @@ def _way_out(name: str) -> str:
                 "it again; the trainings before it are intact.")
     if name == "result.json":
         return "It is rewritten from the round records: run the search again, or load_result()."
+    if name == "model.json":
+        return ("It is the model's Keras config, which keras_lottery.load_ticket reads: run the "
+                "search again to write it again (nothing finished is retrained).")
     return ("It is the start of the search (θ0, the rewind point, or the fingerprint of its "
             "settings), which cannot be recovered from the rest: start a new directory. The "
             "round records in rounds/ are intact JSON files.")

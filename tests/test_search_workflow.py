@@ -322,7 +322,7 @@ def test_result_json_is_consistent_after_a_kill_at_any_write(tmp_path, monkeypat
     monkeypatch.setattr(run_directory.RunDirectory, "_write",
                         lambda self, name, write: (writes.append(name), original(self, name, write)))
     search(compiled_mlp(), directory=tmp_path / "count", **settings).run()
-    assert len(writes) == 14  # θ0, search, result; 2 x (masks, trained, record, result); 3 more.
+    assert len(writes) == 15  # θ0, search, result, model; 2 x (masks, trained, record, result); 3 more.
 
     for kill_at in range(1, len(writes)):  # Killed right after write number `kill_at`.
         directory = tmp_path / f"kill{kill_at}"
