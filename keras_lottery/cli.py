@@ -125,7 +125,11 @@ def parser() -> argparse.ArgumentParser:
                         help="plain: stock Keras layers, pruned weights zero (default); shrunk: "
                         "pruned neurons, filters and heads removed (keras_lottery.shrink); "
                         "masked: the masked layers, to train with the masks fixed")
-    export.add_argument("--out", required=True, help="the .keras file to write")
+    export.add_argument("--out", required=True, help="the .keras file to write (replaced if "
+                        "it exists)")
+    export.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
+                        help="modules to import first: those that register the model's own "
+                        "layers, loss or metrics with Keras")
     export.add_argument("--backend", choices=BACKENDS,
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     return main
@@ -440,15 +444,27 @@ def _plot(args) -> int:
 
 
 def _export(args) -> int:
+    import keras
+    import numpy as np
+
     from keras_lottery.conversion import strip
     from keras_lottery.export import export_ticket
 
+    import importlib
+
+    for module in args.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise SystemExit(f"keras-lottery export: --import {module}: {error}") from None
     model = export_ticket(args.directory, args.out, args.round, args.form)
     result = _load(args.directory)
     record = result.record(args.round) if args.round is not None else result.tickets()[-1]
-    parameters = (strip(model) if args.form == "masked" else model).count_params()  # No masks.
+    plain = strip(model) if args.form == "masked" else model  # Counted without the masks.
+    nonzero = sum(int(np.count_nonzero(keras.ops.convert_to_numpy(w))) for w in plain.weights)
     print(f"{args.out}: round {record.round}'s ticket ({record.density:.1%} of prunable "
-          f"weights) as {args.form}, {parameters:,} parameters")
+          f"weights) as {args.form}: {plain.count_params():,} parameters, {nonzero:,} of them "
+          "nonzero")
     return 0
 
 

@@ -8,6 +8,7 @@ stale for long, and `load_result` reads the records themselves.
 
 Layout:
     search.json                 the fingerprint a resume must match (keras_lottery.resume)
+    model.json                  the model's Keras config, to rebuild tickets (keras_lottery.export)
     theta0.npz, rewind.npz      initial state and rewind state (if not θ0)
     rounds/003_ticket.json      one record per trained network
     rounds/003_ticket_masks.npz its masks (also for random pruning)
