@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -122,10 +123,7 @@ def activations(model) -> int:
     total = 0
     for layer in model.layers:
         if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
-            size = 1
-            for dimension in layer.output.shape[1:]:
-                size *= dimension
-            total += size
+            total += math.prod(layer.output.shape[1:])
     return total
 
 

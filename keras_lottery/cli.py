@@ -444,13 +444,13 @@ def _plot(args) -> int:
 
 
 def _export(args) -> int:
+    import importlib
+
     import keras
     import numpy as np
 
     from keras_lottery.conversion import strip
     from keras_lottery.export import export_ticket
-
-    import importlib
 
     for module in args.imports:
         try:

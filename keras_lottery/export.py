@@ -58,7 +58,7 @@ def load_ticket(path, round=None, custom_objects=None):  # noqa: A002 - as Ticke
     or metric of your own needs `custom_objects` too); else it is left
     uncompiled, with a warning.
     """
-    rounds, chosen = _finished_round(path, round)
+    chosen = _finished_round(path, round)  # Checked before any model is built.
     directory = RunDirectory(path)
     if not directory.exists(MODEL_NAME):
         raise ValueError(
@@ -118,7 +118,6 @@ def export_ticket(path, out, round=None, form="plain", custom_objects=None):  # 
     if not out.parent.is_dir():
         raise ValueError(f"Expected `out` in an existing folder. Received: out={str(out)!r}, "
                          f"whose folder {str(out.parent)!r} does not exist.")
-    _finished_round(path, round)  # Before any model is built.
     ticket = load_ticket(path, round, custom_objects)
     model = {"plain": strip, "shrunk": shrink, "masked": lambda m: m}[form](ticket)
     model.save(out)
@@ -126,7 +125,7 @@ def export_ticket(path, out, round=None, form="plain", custom_objects=None):  # 
 
 
 def _finished_round(path, round):  # noqa: A002
-    """(the finished ticket rounds at `path`, the one `round` names); refuses others."""
+    """The finished ticket round `round` names at `path` (None: the last); refuses others."""
     if not (pathlib.Path(path) / "search.json").exists():
         seeds = sorted(str(d) for d in pathlib.Path(path).glob("seed_*")
                        if (d / "search.json").exists())
@@ -142,13 +141,12 @@ def _finished_round(path, round):  # noqa: A002
     if chosen not in finished:
         raise ValueError(f"Expected `round` among the finished ticket rounds {finished} of "
                          f"{path}. Received: round={round!r}")
-    return finished, chosen
+    return chosen
 
 
 def _check_same_model(model, saved, where):
     """Refuses a rebuilt model other than the one whose weights the run saved."""
     keys = state.state_variables(model)
-    shapes = [[list(v.shape), str(v.dtype)] for v in keys.values()]
     found = None
     if len(keys) != len(saved.get("paths", [])):
         found = f"{len(keys)} variables, not {len(saved.get('paths', []))}"
@@ -156,7 +154,9 @@ def _check_same_model(model, saved, where):
         where_, then, now = resume.first_difference(saved["architecture"],
                                                     resume.architecture(model))
         found = f"other layers (at {where_}: {then!r} saved, {now!r} rebuilt)"
-    elif "model" in saved and [s[0] for s in shapes] != [s[0] for s in saved["model"]]:
+    # Shapes only: a seed state's integer type differs between backends.
+    elif "model" in saved and [list(v.shape) for v in keys.values()] != [
+            shape for shape, _ in saved["model"]]:
         found = "variables of other shapes"
     if found:
         raise ValueError(f"Expected {where} to describe the model whose weights the run saved. "
