@@ -1,10 +1,11 @@
 """Turning a Keras model into a prunable one (`prunable`) and back (`strip`).
 
-Both clone the model layer by layer, each layer from its config with its
-class swapped for its twin (inner layers of wrappers such as `Bidirectional`
-and `TimeDistributed` too), then copy every variable by its position within
-the layer, checking names and shapes: masks are the only variables one side
-has and the other lacks.
+Both work on the model itself (`in_place=True`) or on a copy of it, rebuilt
+from its config with its own class and given every variable by position and
+shape (automatic names can differ between two builds of one model). Masks
+are made and removed in place (`layers/in_place.py`): a layer of a class with
+a masked twin becomes that twin, any other layer holding a kernel-like weight
+a masked view of its own class.
 """
 
 import itertools
@@ -12,157 +13,182 @@ from collections.abc import Callable, Iterable
 
 import keras
 
-from keras_lottery.layers import MASKED_TWINS, MaskedLayer
+from keras_lottery import keras_internals
+from keras_lottery.layers import MaskedLayer
+from keras_lottery.layers.in_place import mask_in_place, masked_positions, unmask_in_place
 from keras_lottery.masks import masked_layers
 from keras_lottery.sparsity import warn_unmasked
 
-# The plain Keras class each masked layer exports as.
-_PLAIN_TWINS = {masked: plain for plain, masked in MASKED_TWINS.items()}
 
-
-def prunable(model, exclude: Iterable[str] | Callable | None = None):
-    """Returns a copy of `model` whose supported layers are masked twins.
+def prunable(model, exclude: Iterable[str] | Callable | None = None, in_place: bool = False):
+    """Returns `model` with a mask on every kernel-like weight, all ones.
 
     Every layer with a twin in `keras_lottery.layers.MASKED_TWINS` (Dense,
     EinsumDense, the convolutions, Embedding, the recurrent and attention
-    layers), in a Sequential or Functional model, nested models and wrappers
-    (`Bidirectional`, `TimeDistributed`) included, becomes its twin with the
-    same configuration and variables and all-ones masks. Other layers are
-    copied unchanged; those holding weights (other than normalization layers)
-    are named in a warning, since they stay dense. `model` itself is not
-    modified and shares no variables with the copy.
+    layers) becomes its twin, at any depth: in nested models, wrappers
+    (`Bidirectional`, `TimeDistributed`) and layers of other libraries (a
+    KerasHub `TransformerEncoder`'s projections). Any other layer holding a
+    weight of two or more axes in an attribute of its own (KerasHub's
+    `ReversibleEmbedding` and `PositionEmbedding`, a subclass of `Dense`,
+    your own) is masked in place as itself. Biases, normalization layers and
+    other one-axis weights stay dense, as in the paper; layers left with a
+    dense kernel are named in a warning.
+
+    The model keeps its own class and config (KerasHub backbones and tasks,
+    Keras Applications, subclassed models), its predictions and its weights.
+    Its config records which weights are masked, so `.keras` files and
+    `model_from_json` rebuild the masks.
 
     Args:
-        model: a `keras.Sequential` or Functional `keras.Model`.
+        model: a built Keras model: Sequential, Functional, a subclass of
+            either (a KerasHub backbone or task) or a subclassed model.
         exclude: layer names to leave unmasked, or a function
-            `layer -> bool` that returns True for layers to leave unmasked.
-            Defaults to masking every supported layer.
+            `layer -> bool` that returns True for layers to leave unmasked
+            (with the layers inside them). Defaults to masking every layer.
+        in_place: mask `model` itself rather than a copy. A copy is rebuilt
+            from the model's config, which some layers of other libraries
+            cannot do; `in_place=True` needs no config. Defaults to False.
 
     Returns:
-        A new model of the same structure and the same predictions.
+        A copy of `model`, sharing no variables with it, or `model` itself
+        with `in_place=True`; either predicts as `model` did.
 
     Example:
 
     >>> model = keras_lottery.prunable(keras_model, exclude=["embedding"])
+    >>> keras_lottery.prunable(bert_backbone, in_place=True)
     """
-    _check_graph_model(model, "prunable")
+    _check_model(model, "prunable")
     is_excluded = _exclusion(model, exclude)
-    excluded = _subtrees(model, is_excluded)
-
-    def to_masked(layer):
-        if id(layer) in excluded:
-            return _rebuilt(type(layer), layer.get_config(), layer)
-        twin = MASKED_TWINS.get(type(layer))
-        if twin is None:
-            return _with_inner_layers(layer, to_masked)
-        _check_convertible(layer)
-        return _rebuilt(twin, layer.get_config(), layer)
-
-    converted = _clone_with_variables(model, to_masked)
-    warn_unmasked(converted, is_excluded)
-    return converted
+    target = model if in_place else copy_model(model, "prunable")
+    mask_in_place(target, skip=is_excluded)
+    warn_unmasked(target, is_excluded)
+    return target
 
 
-def strip(model):
-    """Returns a plain Keras copy of `model` with the masks baked in as zeros.
+def strip(model, in_place: bool = False):
+    """Returns `model` without masks, each baked into its weight as zeros.
 
-    Each masked layer becomes its Keras twin (`MaskedDense` -> `Dense`,
-    `MaskedLSTM` -> `LSTM`, ...) holding `weight * mask`; the result loads
-    with plain Keras, without `keras_lottery` installed. `model` is not
-    modified.
+    Each masked layer becomes its plain Keras class again (`MaskedDense` ->
+    `Dense`, a KerasHub layer masked in place -> that layer) holding
+    `weight * mask`; the model keeps its own class and loads with plain
+    Keras (and its own libraries), without `keras_lottery` installed.
 
     Args:
-        model: a Sequential or Functional model with masked layers.
+        model: a model with masked layers.
+        in_place: strip `model` itself rather than a copy (see `prunable`).
+            Defaults to False.
 
     Returns:
-        A new model of the same structure and the same predictions.
+        A new model of the same structure and the same predictions, or
+        `model` itself with `in_place=True`.
 
     Raises:
         ValueError: for a masked layer of your own, which has no plain Keras
-            twin to become.
+            class to become.
     """
-    _check_graph_model(model, "strip")
-
-    def to_plain(layer):
-        plain = _PLAIN_TWINS.get(type(layer))
-        if plain is not None:
-            return _rebuilt(plain, layer.get_config(), layer)
-        if isinstance(layer, MaskedLayer):
-            raise ValueError(
-                f"Expected masked layers with a plain Keras twin. Received layer "
-                f"{layer.name!r} ({type(layer).__name__}), a masked layer of your own: "
-                "build its plain version and copy the variables in with "
-                "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`, "
-                "which bakes the masks in."
-            )
-        return _with_inner_layers(layer, to_plain)
-
-    return _clone_with_variables(model, to_plain)
+    _check_model(model, "strip")
+    unmask_in_place(model if in_place else (copy := copy_model(model, "strip")))
+    return model if in_place else copy
 
 
-def _rebuilt(cls, config, layer):
-    """`cls.from_config(config)`, or an error naming `layer` if that fails."""
+def copy_model(model, function="copy_model"):
+    """A new `model` of its own class, rebuilt from its config, holding
+    copies of all its variables, masks included.
+
+    A Sequential or Functional model is cloned layer by layer, as
+    `keras.models.clone_model` does, so its variables keep their paths; any
+    other model (a KerasHub backbone, a subclassed model) is rebuilt by its
+    class's `from_config`.
+    """
+    # The model's own classes resolve even where they are not registered
+    # (a layer defined in a script), as `clone_model` resolves them.
+    classes = {}
+    for layer in keras_internals.sublayers(model, include_self=True):
+        cls = _base_class(layer)
+        if not cls.__module__.startswith("keras."):
+            classes.setdefault(keras.saving.get_registered_name(cls), cls)
     try:
-        return cls.from_config(config)
-    except Exception as error:  # Whatever a user's `from_config` raises.
-        raise ValueError(
-            f"Expected every layer to rebuild from its config. Received layer "
-            f"{layer.name!r} ({type(layer).__name__}), whose `from_config("
-            f"get_config())` fails: {error}. Give the layer a `get_config()` that "
-            "returns its constructor arguments, or build the model from masked "
-            "layers directly."
-        ) from error
+        with keras.saving.CustomObjectScope(classes):
+            if _is_graph_model(model):
+                copy = keras.models.clone_model(model, recursive=True,
+                                                clone_function=_rebuilt_layer)
+                if hasattr(type(copy), "_keras_lottery_view_of"):
+                    copy.__class__ = type(copy)._keras_lottery_view_of  # No record yet.
+            else:
+                copy = type(model).from_config(model.get_config())
+                if not copy.built and model.get_build_config() is not None:
+                    copy.build_from_config(model.get_build_config())
+    except Exception as error:  # Whatever a config of another library raises.
+        raise _not_rebuilt(model, error, function) from error
+    # Masks the copy's layers rebuilt without (those masked in place).
+    mask_in_place(copy, only=masked_positions(model, copy))
+    copy_variables(model, copy)
+    return copy
 
 
-def _with_inner_layers(layer, convert):
-    """A new `layer` of the same class, the layers in its config converted.
-
-    A wrapper's config holds its inner layers serialized (`Bidirectional`'s
-    `layer` and `backward_layer`, `TimeDistributed`'s `layer`, an RNN's
-    `cell`, lists of them): each is rebuilt, converted, and serialized back.
-    """
-    config = layer.get_config()
-    for key, value in config.items():
-        if isinstance(value, (list, tuple)):
-            config[key] = type(value)(_converted_config(item, convert) for item in value)
-        else:
-            config[key] = _converted_config(value, convert)
-    return _rebuilt(type(layer), config, layer)
+def _rebuilt_layer(layer):
+    """A new layer of `layer`'s class from its config, unbuilt."""
+    return _base_class(layer).from_config(_unbuilt(layer.get_config()))
 
 
-def _converted_config(value, convert):
-    if not (isinstance(value, dict) and "class_name" in value and "config" in value):
-        return value
-    inner = keras.saving.deserialize_keras_object(value)
-    if not isinstance(inner, keras.layers.Layer):
-        return value  # An initializer, a regularizer, ...
-    return keras.saving.serialize_keras_object(convert(inner))
+def _unbuilt(config):
+    """`config` with no build config for the layers it holds (a wrapper's
+    inner layer): built when the wrapper builds, in its name scope, they
+    keep the paths they had (`bilstm/forward_lstm/...`)."""
+    if isinstance(config, dict):
+        nested = "class_name" in config and "config" in config
+        return {key: _unbuilt(value) for key, value in config.items()
+                if not (nested and key == "build_config")}
+    if isinstance(config, (list, tuple)):
+        return type(config)(_unbuilt(value) for value in config)
+    return config
 
 
-def _clone_with_variables(model, make_layer):
-    pairs = []
+def _base_class(layer):
+    """The class a layer masked in place is a view of, else its own."""
+    return getattr(type(layer), "_keras_lottery_view_of", type(layer))
 
-    def clone(layer):
-        new = make_layer(layer)
-        pairs.append((layer, new))
-        return new
 
-    new_model = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    for old, new in pairs:
-        # Ops on symbolic tensors (`keras.ops.cumsum(...)`) are cloned too; they hold no state.
-        if isinstance(old, keras.layers.Layer) and old.built:
-            copy_variables(old, new)
-    return new_model
+def _is_graph_model(model):
+    # Sequential, or Functional with its default config (a subclass with a
+    # config of its own, such as a KerasHub backbone, is rebuilt by its class).
+    functional = keras_internals.functional_class()
+    return isinstance(model, keras.Sequential) or (
+        isinstance(model, functional)
+        and _base_class(model).get_config is functional.get_config)
+
+
+def _not_rebuilt(model, error, function):
+    """The error for a model its config does not rebuild, naming the first
+    layer whose own config fails (the likely reason) where one does."""
+    culprit = ""
+    for layer in keras_internals.sublayers(model):
+        cls = _base_class(layer)
+        try:
+            cls.from_config(layer.get_config())
+        except Exception as inner:  # noqa: BLE001 - named for the user.
+            culprit = (f" The first layer whose config fails is {layer.name!r} "
+                       f"({cls.__name__}): `from_config(get_config())` raises "
+                       f"{type(inner).__name__}: {inner}.")
+            break
+    return ValueError(
+        f"`{function}()` expected a model that its config rebuilds, to copy. Received "
+        f"{type(model).__name__} {model.name!r}, whose `from_config(get_config())` raises "
+        f"{type(error).__name__}: {error}.{culprit} Work on the model itself with "
+        f"`{function}(model, in_place=True)`, which needs no config; or give the layer a "
+        "`get_config()` that returns its constructor arguments.")
 
 
 def copy_variables(source, target) -> None:
     """Copies every variable of `source` into `target`, by position.
 
     The two are the same layer (or model), or twins: variables pair up in
-    order once the masks are set aside, and each pair must agree in name and
-    shape. Masks are copied where both sides have them; where only `source`
-    has them (stripping), each weight is copied as `weight * mask`; where
-    only `target` has them (converting), they stay all ones.
+    order once the masks are set aside, and each pair must agree in shape
+    (names can differ: Keras numbers unnamed variables per process). Masks
+    are copied where both sides have them; where only `source` has them
+    (stripping), each weight is copied as `weight * mask`; where only
+    `target` has them (converting), they stay all ones.
     """
     source_masked, target_masked = _prunable(source), _prunable(target)
     source_masks = {id(p.mask) for p in source_masked}
@@ -171,17 +197,15 @@ def copy_variables(source, target) -> None:
     targets = [v for v in target.variables if id(v) not in target_masks]
     if len(sources) != len(targets):
         raise ValueError(
-            f"Expected the copy of layer {source.name!r} to hold the same variables. "
-            f"Received {len(sources)} variables in {type(source).__name__} and "
-            f"{len(targets)} in {type(target).__name__}."
-        )
+            f"Expected the copy of {source.name!r} to hold the same variables. Received "
+            f"{len(sources)} variables in {type(source).__name__} and {len(targets)} in "
+            f"{type(target).__name__}.")
     values = {}
     for old, new in zip(sources, targets):
-        if old.name != new.name or tuple(old.shape) != tuple(new.shape):
+        if tuple(old.shape) != tuple(new.shape):
             raise ValueError(
-                f"Expected the copy of layer {source.name!r} to hold the same variables. "
-                f"Received {old.path} {tuple(old.shape)} against {new.path} {tuple(new.shape)}."
-            )
+                f"Expected the copy of {source.name!r} to hold the same variables. Received "
+                f"{old.path} {tuple(old.shape)} against {new.path} {tuple(new.shape)}.")
         values[id(old)] = keras.ops.convert_to_numpy(old)
     if source_masked and not target_masked:
         for weight, mask, _ in source_masked:
@@ -194,13 +218,12 @@ def copy_variables(source, target) -> None:
         for old, new in itertools.zip_longest(source_masked, target_masked):
             if old is None or new is None or tuple(old.mask.shape) != tuple(new.mask.shape):
                 raise ValueError(
-                    f"Expected the copy of layer {source.name!r} to have the same masks."
-                )
+                    f"Expected the copy of {source.name!r} to have the same masks.")
             new.mask.assign(old.mask)
 
 
 def _rnn_states(layer):
-    return [state for inner in layer._flatten_layers(include_self=True)
+    return [state for inner in keras_internals.sublayers(layer, include_self=True)
             if getattr(inner, "stateful", False) for state in (getattr(inner, "states", None) or [])
             if isinstance(state, keras.Variable)]
 
@@ -209,28 +232,15 @@ def _prunable(layer):
     return [p for masked in masked_layers(layer) for p in masked.get_prunable_weights()]
 
 
-def _check_graph_model(model, function):
-    # `keras.Model(inputs, outputs)` builds a `keras.Function` too; a subclassed model does not.
-    if isinstance(model, keras.Sequential) or (
-            isinstance(model, keras.Model) and isinstance(model, keras.Function)):
+def _check_model(model, function):
+    if isinstance(model, keras.Model):
         return
-    kind = "a masked layer" if isinstance(model, MaskedLayer) else (
-        f"a subclassed model ({type(model).__name__})"
-        if isinstance(model, keras.Model) else repr(model)[:80]
-    )
-    advice = (
-        "Build a subclassed model from the masked layers of "
-        "`keras_lottery.layers` (MaskedDense, MaskedConv2D, MaskedLSTM, ...) "
-        "directly; `TicketSearch` takes it as it is."
-        if function == "prunable"
-        else "Rebuild it from plain Keras layers and copy the variables in with "
-        "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`, "
-        "which bakes the masks in."
-    )
+    kind = (f"a masked layer ({type(model).__name__})" if isinstance(model, MaskedLayer)
+            else f"a layer ({type(model).__name__})" if isinstance(model, keras.layers.Layer)
+            else repr(model)[:80])
     raise ValueError(
-        f"`{function}()` expected a Sequential or Functional Keras model. "
-        f"Received {kind}. {advice}"
-    )
+        f"`{function}()` expected a Keras model. Received {kind}. Wrap a layer in a model "
+        "first (`keras.Sequential([keras.Input(shape), layer])`).")
 
 
 def _exclusion(model, exclude):
@@ -242,7 +252,7 @@ def _exclusion(model, exclude):
     if isinstance(exclude, str):
         exclude = [exclude]
     names = set(exclude)
-    known = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+    known = {layer.name for layer in keras_internals.sublayers(model)}
     unknown = sorted(names - known)
     if unknown:
         raise ValueError(
@@ -250,26 +260,3 @@ def _exclusion(model, exclude):
             f"Received unknown names: {unknown}"
         )
     return lambda layer: layer.name in names
-
-
-def _subtrees(model, selected):
-    """Ids of the layers `selected` picks and of every layer inside them
-    (an excluded wrapper or nested model stays dense as a whole)."""
-    ids = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in ids and selected(layer):
-            ids.update(id(inner) for inner in layer._flatten_layers(include_self=True))
-    return ids
-
-
-def _check_convertible(layer):
-    if getattr(layer, "quantization_mode", None):
-        raise ValueError(
-            f"Expected an unquantized layer. Received layer {layer.name!r} "
-            f"quantized as {layer.quantization_mode!r}: prune before quantizing."
-        )
-    if getattr(layer, "lora_enabled", False):
-        raise ValueError(
-            f"Expected a layer without LoRA. Received layer {layer.name!r} with "
-            "LoRA enabled: merge or drop the LoRA weights before pruning."
-        )

@@ -14,7 +14,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_lottery.conversion import _check_graph_model, strip
+from keras_lottery.conversion import strip
 from keras_lottery.masks import get_masks
 from keras_lottery.structured_pruning import alive_units, reduce_units
 from keras_lottery.unit_groups import unit_groups
@@ -62,7 +62,7 @@ def shrink(model, verbose: bool = True):
     >>> small.count_params() < search.model.count_params()
     True
     """
-    _check_graph_model(model, "shrink")
+    _check_graph_model(model)
     plans = _plan(model)
     cuts = {}  # layer name -> {"out": keep, "in": (keep, units), "channels": keep}
     for group, keep, report in plans:
@@ -102,6 +102,18 @@ def shrink(model, verbose: bool = True):
         if isinstance(old, keras.layers.Layer) and old.built:
             _copy_cut(old, new, cuts.get(old.name, {}))
     return small
+
+
+def _check_graph_model(model):
+    # `keras.Model(inputs, outputs)` builds a `keras.Function` too; a subclassed model does not.
+    if isinstance(model, keras.Sequential) or (
+            isinstance(model, keras.Model) and isinstance(model, keras.Function)):
+        return
+    raise ValueError(
+        "`shrink()` expected a Sequential or Functional Keras model, whose graph tells which "
+        f"layers read which units. Received {type(model).__name__}: rebuild it from the plain "
+        "Keras layers and copy the variables in with "
+        "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`.")
 
 
 def _plan(model):

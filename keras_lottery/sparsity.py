@@ -13,7 +13,9 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from keras_lottery import keras_internals
 from keras_lottery.layers import NOT_PRUNED, MaskedLayer
+from keras_lottery.layers.in_place import kernel_like
 from keras_lottery.masks import get_masks, prunable_variables
 from keras_lottery.pruning import validate_masks
 
@@ -157,20 +159,21 @@ def unmasked_weights(model) -> list:
 
 
 def unmasked_layers(model, skip=lambda layer: False) -> list:
-    """`[(layer, weight count), ...]`: layers holding trainable weights that stay dense.
+    """`[(layer, weight count)]`: layers whose kernel-like weights stay dense.
 
     Each is a layer of `model` (of a nested model, not a layer inside another
-    layer: a wrapper or an RNN is named, not its cell) whose trainable weights
-    include some that no masked layer covers. A masked layer's other weights
-    (biases, its cell's bias) and normalization layers, left dense by design
-    like biases, are not counted.
+    layer: a wrapper or a KerasHub block is named, not the layer inside it)
+    holding a weight of two or more axes that no mask covers, counted with
+    its other uncovered trainable weights. Biases, a masked layer's other
+    weights, normalization layers and other one-axis weights, left dense by
+    design, name no layer.
 
     Args:
         model: the model to look through.
         skip: `layer -> bool`, True for layers not to name (those `exclude=`
             left dense on purpose).
     """
-    covered = {id(w) for layer in model._flatten_layers(include_self=True, recursive=True)
+    covered = {id(w) for layer in keras_internals.sublayers(model, include_self=True)
                if isinstance(layer, (MaskedLayer, *NOT_PRUNED)) for w in layer.weights}
     found, seen = [], set()
     stack = [model]
@@ -180,18 +183,16 @@ def unmasked_layers(model, skip=lambda layer: False) -> list:
             continue
         seen.add(id(layer))
         if isinstance(layer, keras.Model):
-            # `_flatten_layers` is how Keras itself walks a model's own layers.
-            stack.extend(reversed(list(layer._flatten_layers(include_self=False,
-                                                             recursive=False))))
+            stack.extend(reversed(keras_internals.children(layer)))
             continue
         dense = [w for w in layer.trainable_weights if id(w) not in covered]
-        if dense:
+        if any(kernel_like(w) for w in dense):
             found.append((layer, sum(int(np.prod(w.shape)) for w in dense)))
     return found
 
 
 def warn_unmasked(model, skip=lambda layer: False) -> None:
-    """Warns, naming each, about layers whose weights no mask covers.
+    """Warns, naming each, about layers whose kernel-like weights no mask covers.
 
     Args:
         model: the model to check.
@@ -205,10 +206,11 @@ def warn_unmasked(model, skip=lambda layer: False) -> None:
                       for layer, count in layers)
     warnings.warn(
         f"keras-lottery leaves these layers unmasked, so their weights stay dense and "
-        f"are never pruned: {named}. keras-lottery has no masked twin for their class; "
-        "make one with the `MaskedLayer` protocol (docs/layers.md), or pass them in "
-        "`exclude=` to say they stay dense on purpose. `sparsity_report(model)` counts "
-        "them as unmasked.",
+        f"are never pruned: {named}. keras-lottery masks a weight that its layer holds "
+        "in an attribute of its own and reads from there; these hold theirs elsewhere "
+        "(in a list, say). Make the layer masked with the `MaskedLayer` protocol "
+        "(docs/layers.md), or pass it in `exclude=` to say it stays dense on purpose. "
+        "`sparsity_report(model)` counts them as unmasked.",
         UserWarning,
         stacklevel=3,
     )

@@ -143,3 +143,87 @@ def attention_net():
     x = kl.layers.MaskedMultiHeadAttention(num_heads=4, key_dim=2, name="attention")(inputs, inputs)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, kl.layers.MaskedDense(3, name="out")(x))
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery_tests")
+class Block(keras.layers.Layer):
+    """A composite layer as other libraries write them (a KerasHub block):
+    sublayers Keras has twins for, a matrix of its own read in `call`, a
+    table read twice (as an embedding and as an output projection) and a
+    per-channel scale, which stays dense."""
+
+    def __init__(self, units=4, vocabulary=7, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.vocabulary = units, vocabulary
+        self.attention = keras.layers.MultiHeadAttention(2, 2, name="attention")
+        self.up = keras.layers.Dense(2 * units, activation="gelu", name="up")
+        self.down = keras.layers.Dense(units, name="down")
+        self.norm = keras.layers.LayerNormalization(name="norm")
+
+    def build(self, input_shape):
+        self.mix = self.add_weight(shape=(input_shape[-1], self.units), name="mix")
+        self.table = self.add_weight(shape=(self.vocabulary, self.units), name="table")
+        self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale")
+        shape = (*input_shape[:-1], self.units)
+        self.attention.build(shape, shape)
+        self.up.build(shape)
+        self.down.build((*input_shape[:-1], 2 * self.units))
+        self.norm.build(shape)
+
+    def call(self, x):
+        h = keras.ops.matmul(x, self.mix) * self.scale
+        h = h + keras.ops.take(self.table, keras.ops.zeros_like(h[..., 0], "int32"), axis=0)
+        h = self.norm(h + self.attention(h, h))
+        h = h + self.down(self.up(h))
+        return keras.ops.matmul(h, keras.ops.transpose(self.table))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.vocabulary)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "vocabulary": self.vocabulary}
+
+
+class BrokenConfigBlock(Block):
+    """A block whose `get_config` fails, as some layers of other libraries' do."""
+
+    def get_config(self):
+        return {**super().get_config(), "scaling": self.rope_scaling_factor}
+
+
+def block_model(block=Block):
+    inputs = keras.Input((3, 5))
+    x = block(name="block")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x)),
+                       name="block_model")
+
+
+# The weights a block model masks, and their kinds.
+BLOCK_MASKS = {
+    "block/mix": "dense", "block/table": "dense",
+    **{f"block/attention/{p}/kernel": "attention"
+       for p in ("query", "key", "value", "attention_output")},
+    "block/up/kernel": "dense", "block/down/kernel": "dense", "head/kernel": "dense",
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery_tests")
+class BlockNet(keras.Model):
+    """A subclassed model holding a block, a dense head and a matrix of its own."""
+
+    def __init__(self, classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.block = Block(name="block")
+        self.head = keras.layers.Dense(classes, name="head")
+
+    def build(self, input_shape):
+        self.block.build(input_shape)
+        self.skip = self.add_weight(shape=(input_shape[-1], self.classes), name="skip")
+        self.head.build((*input_shape[:-1], self.block.vocabulary))
+
+    def call(self, x):
+        return keras.ops.mean(self.head(self.block(x)) + keras.ops.matmul(x, self.skip), axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}

@@ -106,11 +106,28 @@ class Subclassed(keras.Model):
         return self.dense(x)
 
 
-def test_subclassed_model_gets_a_clear_error():
-    with pytest.raises(ValueError, match=r"subclassed model \(Subclassed\).*masked layers of `keras_lottery.layers`"):
-        kl.prunable(Subclassed())
-    with pytest.raises(ValueError, match="Sequential or Functional"):
-        kl.strip(Subclassed())
+def test_a_subclassed_model_without_a_config_is_masked_in_place():
+    model = Subclassed()
+    with pytest.raises(ValueError, match=r"Expected a built model. Received Subclassed"):
+        kl.prunable(model, in_place=True)
+    x = np.random.default_rng(3).normal(size=(4, 3)).astype("float32")
+    before = to_numpy(model(x))
+    # Its config cannot rebuild it (its constructor takes no `name`): no copy.
+    with pytest.raises(ValueError, match=r"(?s)Received Subclassed 'subclassed\w*', whose "
+                                         r"`from_config\(get_config\(\)\)` raises.*"
+                                         r"`prunable\(model, in_place=True\)`"):
+        kl.prunable(model)
+    assert kl.prunable(model, in_place=True) is model
+    assert type(model.dense) is masked.MaskedDense and isinstance(model, Subclassed)
+    np.testing.assert_array_equal(to_numpy(model(x)), before)
+    kl.apply_masks(model, kl.random_prune(kl.get_masks(model), rate=0.5, seed=0))
+    pruned = to_numpy(model(x))
+    with pytest.raises(ValueError, match=r"`strip\(model, in_place=True\)`"):
+        kl.strip(model)
+    assert kl.strip(model, in_place=True) is model
+    assert type(model.dense) is keras.layers.Dense and type(model) is Subclassed
+    assert not any(v.name.endswith("_mask") for v in model.weights)
+    np.testing.assert_array_equal(to_numpy(model(x)), pruned)
 
 
 def test_a_subclassed_model_exports_by_copying_its_variables():
@@ -276,36 +293,57 @@ class NoConfig(keras.layers.Layer):
         return {}
 
 
-def test_a_layer_that_cannot_be_rebuilt_is_named():
+def test_a_layer_that_cannot_be_rebuilt_is_named_and_the_model_masked_in_place():
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(2)(NoConfig(2.0)(inputs)))
-    with pytest.raises(ValueError, match=r"layer 'no_config\w*' \(NoConfig\), whose `from_config"):
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(NoConfig(2.0)(inputs)))
+    with pytest.raises(ValueError, match=r"(?s)first layer whose config fails is 'no_config\w*' "
+                                         r"\(NoConfig\): `from_config\(get_config\(\)\)` raises "
+                                         r"TypeError.*'scale'.*in_place=True"):
         kl.prunable(model)
+    assert sorted(kl.get_masks(kl.prunable(model, in_place=True))) == ["out/kernel"]
 
 
-class Unsupported(keras.layers.Dense):
-    """A user's subclass of Dense: computes what it likes, so it is not converted."""
+class Subclass(keras.layers.Dense):
+    """A user's subclass of Dense: masked as itself, where it reads its kernel."""
+
+
+class ListHeld(keras.layers.Layer):
+    """Holds its kernel in a list, where no mask can reach it."""
+
+    def build(self, input_shape):
+        self.kernels = [self.add_weight(shape=(input_shape[-1], 3), name="kernel")]
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernels[0])
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3)
 
 
 def test_layers_left_unmasked_are_named_in_a_warning():
     inputs = keras.Input((4,))
-    x = Unsupported(6, name="custom")(inputs)
+    x = Subclass(6, name="custom")(inputs)
     x = keras.layers.PReLU(name="prelu")(x)
     x = keras.layers.BatchNormalization(name="bn")(x)
+    x = ListHeld(name="listed")(x)
     x = keras.layers.Dense(5, name="excluded")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
-    with pytest.warns(UserWarning, match=r"'custom' \(Unsupported, 30 weights\), "
-                                         r"'prelu' \(PReLU, 6 weights\)\. keras-lottery") as caught:
+    with pytest.warns(UserWarning, match=r"unmasked.*: 'listed' \(ListHeld, 18 weights\)\. "
+                                         r"keras-lottery masks") as caught:
         converted = kl.prunable(model, exclude=["excluded"])
     message = str(caught[0].message)
-    assert "'bn'" not in message and "'excluded'" not in message
+    assert "'bn'" not in message and "'excluded'" not in message and "'prelu'" not in message
+    custom = converted.get_layer("custom")
+    assert isinstance(custom, Subclass) and type(custom).__name__ == "Subclass"
+    assert [p.kind for p in custom.get_prunable_weights()] == ["dense"]
     report = kl.sparsity_report(converted)
-    assert [row.path for row in report.rows] == ["out/kernel"]
-    # custom 24 + 6, prelu 6, bn 12, excluded 30 + 5, out bias 2.
-    assert report.unmasked_total == 30 + 6 + 12 + 35 + 2
-    assert report.prunable_share == pytest.approx(10 / (10 + 85))
+    assert [row.path for row in report.rows] == ["custom/kernel", "out/kernel"]
+    # custom bias 6, prelu 6, bn 12, listed 18, excluded 15 + 5, out bias 2.
+    assert report.unmasked_total == 6 + 6 + 12 + 18 + 20 + 2
+    assert report.prunable_share == pytest.approx(34 / (34 + 64))
     assert [(layer.name, count) for layer, count in kl.unmasked_layers(converted)] == [
-        ("custom", 30), ("prelu", 6), ("excluded", 35)]
+        ("listed", 18), ("excluded", 20)]
+    assert type(kl.strip(converted).get_layer("custom")) is Subclass
 
 
 def test_an_excluded_wrapper_or_nested_model_stays_dense_as_a_whole():
@@ -322,16 +360,23 @@ def test_an_excluded_wrapper_or_nested_model_stays_dense_as_a_whole():
 
 @keras.saving.register_keras_serializable(package="keras_lottery_tests")
 class MyCell(keras.layers.LSTMCell):
-    """A user's subclass of a cell: not converted, since it may compute otherwise."""
+    """A user's subclass of a cell: masked as itself, with the cell's kinds."""
 
 
-def test_layers_inside_wrappers_are_named_by_the_wrapper():
+def test_a_subclass_of_a_cell_is_masked_as_itself_and_wrappers_name_what_is_not():
     inputs = keras.Input((5, 3))
     outputs = keras.layers.RNN(MyCell(4), name="custom_rnn")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(outputs))
-    # The cell's kernels 3x16 and 4x16 and its bias 16: named by the RNN, not the cell.
-    with pytest.warns(UserWarning, match=r"layers unmasked.*: 'custom_rnn' \(RNN, 128 weights\)\."):
-        kl.prunable(model)
+    converted = kl.prunable(model)
+    cell = converted.get_layer("custom_rnn").cell
+    assert isinstance(cell, MyCell) and isinstance(cell, kl.MaskedLayer)
+    assert [p.kind for p in cell.get_prunable_weights()] == ["recurrent_input", "recurrent"]
+    x = np.random.default_rng(4).normal(size=(2, 5, 3)).astype("float32")
+    np.testing.assert_allclose(to_numpy(converted(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+    # A layer inside a wrapper that holds its kernel out of reach: the wrapper is named.
+    wrapped = keras.Model(inputs, keras.layers.TimeDistributed(ListHeld(), name="per_step")(inputs))
+    with pytest.warns(UserWarning, match=r"unmasked.*: 'per_step' \(TimeDistributed, 9 weights\)"):
+        kl.prunable(wrapped)
 
 
 def test_strip_refuses_a_masked_layer_of_your_own():

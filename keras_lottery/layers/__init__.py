@@ -53,11 +53,12 @@ MASKED_TWINS = {
 }
 
 # Layers whose weights are not pruned by design, like biases: normalization
-# scales and offsets. They are never named in the unmasked-layer warning.
+# scales and offsets, and PReLU's slopes (one per input value). They are
+# never masked, nor named in the unmasked-layer warning.
 NOT_PRUNED = tuple(
     getattr(keras.layers, name)
     for name in ("BatchNormalization", "LayerNormalization", "GroupNormalization",
-                 "RMSNormalization", "UnitNormalization", "Normalization")
+                 "RMSNormalization", "UnitNormalization", "Normalization", "PReLU")
     if hasattr(keras.layers, name)
 )
 

@@ -28,6 +28,7 @@ from keras_lottery.pruning import WEIGHT_KINDS
 # stamp of the last read (the call order, to find a model's output layer).
 _MASKS = "_keras_lottery_masks"
 _READ = "_keras_lottery_read"
+_KINDS = "_keras_lottery_kinds"
 _read_stamps = itertools.count(1)
 # `weight * mask` computed once for a whole call (a recurrent layer reads its
 # kernels at every time step), per thread: TensorFlow's MirroredStrategy
@@ -146,6 +147,8 @@ class MaskedLayer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if getattr(cls, "_keras_lottery_in_place", False):
+            return  # Masked in place (`in_place.py`): built already, nothing declared.
         declared = cls.__dict__.get("prunable_weights", {})
         _check_declaration(cls, declared)
         for path in declared:
@@ -264,11 +267,14 @@ class MaskedLayer:
         """
         if not self.built:
             return []
+        # A twin masked in place inside an attention layer of another class
+        # (a KerasHub decoder's projections) takes that layer's kind.
+        kinds = self.__dict__.get(_KINDS, {})
         found = []
         for path, kind in self.prunable_weight_paths().items():
             owner, attribute = self._owner_of(path)
             found.append(PrunableWeight(stored_variable(owner, attribute),
-                                        getattr(self, mask_name(path)), kind))
+                                        getattr(self, mask_name(path)), kinds.get(path, kind)))
         return found
 
     @contextlib.contextmanager

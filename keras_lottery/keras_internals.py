@@ -1,0 +1,74 @@
+"""The private parts of Keras that keras-lottery relies on, each in one place.
+
+Keras 3 has no public API for these; each function says why it is needed and
+which Keras releases it was tried on (3.11 to 3.15), so that a Keras release
+that changes one breaks this module, named, rather than many others.
+"""
+
+import contextlib
+
+import keras
+
+
+def sublayers(layer, include_self=False) -> list:
+    """Every layer inside `layer` at any depth, parents before their children.
+
+    Public `Model.layers` lists only a model's own layers, and a layer has no
+    public list of the layers it holds; `_flatten_layers` is how Keras itself
+    walks them (3.11-3.15).
+    """
+    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+
+
+def children(layer) -> list:
+    """The layers `layer` holds directly (see `sublayers`)."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def own_variables(layer) -> list:
+    """The variables `layer` tracks itself, not those of the layers inside it.
+
+    `layer.weights` includes the sublayers'; the layer's own lists are the
+    private `_trainable_variables` and `_non_trainable_variables`, what
+    `Layer.save_own_variables` saves (3.11-3.15).
+    """
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+@contextlib.contextmanager
+def unlocked(layer):
+    """Lets a built layer track new variables (its masks) inside the block.
+
+    Keras locks a layer's state once it is built; its own `quantize` and
+    `_untrack_variable` unlock `_tracker` the same way to change the
+    variables of a built layer (3.11-3.15).
+    """
+    tracker = layer._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        yield
+    finally:
+        if locked:
+            tracker.lock()
+
+
+def untrack(layer, variable) -> None:
+    """Makes `layer` forget `variable` (a mask removed by `strip`).
+
+    `del layer.<attribute>` untracks too, but runs a full garbage collection
+    for each variable; `_untrack_variable` is what it calls (3.11-3.15), and
+    also drops the variable from a torch layer's parameters.
+    """
+    layer._untrack_variable(variable)
+
+
+def functional_class():
+    """Keras' `Functional`, the class of `keras.Model(inputs, outputs)`.
+
+    Not exported (3.11-3.15); needed to tell a graph model whose config
+    lists its layers from a subclass with a config of its own.
+    """
+    from keras.src.models.functional import Functional
+
+    return Functional
