@@ -72,3 +72,46 @@ def functional_class():
     from keras.src.models.functional import Functional
 
     return Functional
+
+
+def graph_nodes(function) -> list:
+    """The nodes of a `keras.Function` (or Functional model), inputs first.
+
+    Keras has no public graph walk; `_nodes_by_depth` is what `Functional`
+    itself runs (3.11-3.15). Each node has `operation`, `input_tensors`,
+    `output_tensors` and `arguments`.
+    """
+    by_depth = function._nodes_by_depth
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+
+
+def inner_function(layer, node):
+    """A `keras.Function` of what `layer` computes at `node` (one of its calls
+    in a functional graph), its own layers and ops as nodes: `layer.call`
+    traced again on fresh inputs of the same shapes. None if it cannot be.
+
+    For a composite layer (a KerasHub `TransformerEncoder`), whose sublayers
+    the model's graph does not show. `node.arguments` holds the call's
+    arguments (3.11-3.15).
+    """
+    arguments = node.arguments
+    fresh = {}
+
+    def renew(value):
+        if isinstance(value, keras.KerasTensor):
+            if id(value) not in fresh:
+                # Unknown sizes made known (one example of length two): a call
+                # that builds a causal mask from the length needs a number.
+                shape = tuple((1 if axis == 0 else 2) if size is None else size
+                              for axis, size in enumerate(value.shape))
+                fresh[id(value)] = keras.Input(batch_shape=shape, dtype=value.dtype)
+            return fresh[id(value)]
+        return value
+
+    try:
+        args = keras.tree.map_structure(renew, list(arguments.args))
+        kwargs = keras.tree.map_structure(renew, dict(arguments.kwargs))
+        outputs = layer.call(*args, **kwargs)
+        return keras.Function(list(fresh.values()), outputs)
+    except Exception:  # noqa: BLE001 - a layer that cannot be traced keeps its units.
+        return None

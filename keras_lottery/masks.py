@@ -4,24 +4,22 @@ Every dict here is keyed by the prunable weight's `variable.path` (for
 example `"sequential/masked_dense/kernel"`), as in `keras_lottery.pruning`.
 """
 
+import collections
 from collections.abc import Mapping
 from typing import NamedTuple
 
 import keras
 import numpy as np
 
+from keras_lottery import keras_internals
 from keras_lottery.layers import MaskedLayer
 from keras_lottery.pruning import PruneRates, WeightInfo, validate_masks
 
 
 def masked_layers(model) -> list:
     """The masked layers of `model`, nested models and wrappers included, in model order."""
-    # `_flatten_layers` is how Keras itself walks nested layers and models.
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(layer, MaskedLayer)
-    ]
+    return [layer for layer in keras_internals.sublayers(model, include_self=True)
+            if isinstance(layer, MaskedLayer)]
 
 
 class Prunable(NamedTuple):
@@ -139,8 +137,20 @@ def _check_paths(given, variables, name):
         )
 
 
+def layer_labels(model) -> dict:
+    """`{id(layer): label}` for every layer of `model` at any depth: its name,
+    or its path where another layer has the same name (the blocks of a
+    KerasHub backbone each hold a "query"). Rates and structures name layers
+    by label."""
+    layers = keras_internals.sublayers(model)
+    counts = collections.Counter(layer.name for layer in layers)
+    return {id(layer): layer.name if counts[layer.name] == 1 or not layer.path else layer.path
+            for layer in layers} | {id(model): model.name}
+
+
 def weight_infos(model) -> dict[str, WeightInfo]:
-    """`{path: WeightInfo}`: owning layer, kind and whether it is an output layer.
+    """`{path: WeightInfo}`: owning layer (its label, see `layer_labels`), kind
+    and whether it is an output layer.
 
     `is_output` is None for every weight when the output layers cannot be
     found (a subclassed model that was never called).
@@ -148,8 +158,9 @@ def weight_infos(model) -> dict[str, WeightInfo]:
     variables = prunable_variables(model)
     outputs = _output_layers(model)
     output_ids = None if outputs is None else {id(layer) for layer in outputs}
+    labels = layer_labels(model)
     return {
-        path: WeightInfo(entry.layer.name, entry.kind,
+        path: WeightInfo(labels[id(entry.layer)], entry.kind,
                          None if output_ids is None else id(entry.layer) in output_ids)
         for path, entry in variables.items()
     }
@@ -195,6 +206,12 @@ def _output_layers(model) -> list | None:
             inner = _output_layers(operation)
         elif isinstance(operation, keras.layers.Layer):
             inner = masked_layers(operation)  # Itself, or those a wrapper holds.
+            if len(inner) > 1 and not isinstance(operation, MaskedLayer):
+                # A composite layer (a KerasHub block): the masked layers that
+                # make its outputs, found in its own call.
+                function = keras_internals.inner_function(
+                    operation, operation._inbound_nodes[history.node_index])
+                inner = (function is not None and _output_layers(function)) or inner
         else:
             inner = None  # An op such as `keras.ops.add` on symbolic tensors.
         if inner:

@@ -9,13 +9,15 @@ the outputs, or a layer that mixes channels) are kept, and said so.
 """
 
 import dataclasses
+import itertools
 import warnings
 
 import keras
 import numpy as np
 
+from keras_lottery import keras_internals
 from keras_lottery.conversion import strip
-from keras_lottery.masks import get_masks
+from keras_lottery.masks import get_masks, layer_labels, masked_layers
 from keras_lottery.structured_pruning import alive_units, reduce_units
 from keras_lottery.unit_groups import unit_groups
 
@@ -64,44 +66,116 @@ def shrink(model, verbose: bool = True):
     """
     _check_graph_model(model)
     plans = _plan(model)
-    cuts = {}  # layer name -> {"out": keep, "in": (keep, units), "channels": keep}
-    for group, keep, report in plans:
-        if report.kept == report.units:
-            continue
-        for layer in group.layers:
-            cuts.setdefault(layer.name, {})["out"] = keep
-        for layer in group.per_channel:
-            cuts.setdefault(layer.name, {})["channels"] = keep
-        for layer, _ in group.readers:
-            if group.kind != "heads":
-                cuts.setdefault(layer.name, {})["in"] = keep
     if verbose:
-        for report in plans:
-            report = report[2]
+        for _, _, report in plans:
             if report.dead_kept:
                 warnings.warn(
                     f"shrink kept {report.dead_kept} dead {report.kind} of {report.layers}: "
                     f"{report.reason}.", stacklevel=2)
+    cuts = _cuts(plans)
     plain = strip(model)
     pairs = []
 
     def smaller(layer):
-        cut = cuts.get(layer.name, {})
+        # Ops on symbolic tensors (`a + b`) are cloned too; they have no path and no units.
+        inside = {path: cut for path, cut in cuts.items()
+                  if getattr(layer, "path", None) and path.startswith(layer.path + "/")}
+        if inside:  # A composite layer: rebuilt from its config at the smaller size.
+            new = _smaller_composite(layer, inside)
+            pairs.append((layer, new, _cut_finder(layer, inside)))
+            return new
+        cut = cuts.get(getattr(layer, "path", None), {})
+        if not cut and isinstance(layer, keras.layers.Layer):
+            # Unchanged: the stripped copy's own layer, which nothing else holds
+            # (and whose config need not rebuild it).
+            return layer
         config = layer.get_config()
         if "out" in cut:
             key = ("num_heads" if isinstance(layer, keras.layers.MultiHeadAttention)
                    else "units" if isinstance(layer, keras.layers.Dense) else "filters")
             config[key] = int(cut["out"].sum())
         new = layer.__class__.from_config(config)
-        pairs.append((layer, new))
+        pairs.append((layer, new, lambda variable, layer=layer, cut=cut: (layer, cut)))
         return new
 
-    small = keras.models.clone_model(plain, clone_function=smaller)
-    for old, new in pairs:
+    # Recursive: nested models (a KerasHub task's backbone) are cloned layer
+    # by layer, and a layer called both inside and outside one (a tied
+    # embedding) stays one layer.
+    small = keras.models.clone_model(plain, clone_function=smaller, recursive=True)
+    for old, new, cut_of in pairs:
         # Ops on symbolic tensors are cloned too; they hold no state.
         if isinstance(old, keras.layers.Layer) and old.built:
-            _copy_cut(old, new, cuts.get(old.name, {}))
+            _copy_cut(old, new, cut_of)
     return small
+
+
+def _cuts(plans) -> dict:
+    """`{layer path: {"out": keep, "in": keep, "channels": keep}}` of every group shrunk."""
+    cuts = {}
+    for group, keep, report in plans:
+        if report.kept == report.units:
+            continue
+        for layer in group.layers:
+            cuts.setdefault(layer.path, {})["out"] = keep
+        for layer in group.per_channel:
+            cuts.setdefault(layer.path, {})["channels"] = keep
+        for layer, _ in group.readers:
+            if group.kind != "heads":
+                cuts.setdefault(layer.path, {})["in"] = keep
+    return cuts
+
+
+def _cut_finder(layer, cuts):
+    """`variable -> (layer, cut)`: the layer whose cut a variable of `layer` takes."""
+    found = {}
+    for inner in keras_internals.sublayers(layer, include_self=True):
+        if inner.path in cuts:
+            for variable in inner.variables:
+                found[id(variable)] = (inner, cuts[inner.path])
+    return lambda variable: found.get(id(variable), (layer, {}))
+
+
+def _smaller_composite(layer, cuts):
+    """`layer`'s class from its config with its units cut as `cuts` says, or
+    a ValueError saying why its config cannot express that.
+
+    The config setting to change is found by value (a setting equal to the
+    units' count, `intermediate_dim` of a KerasHub `TransformerEncoder`) and
+    kept only if the rebuilt layer's every variable has the cut shape.
+    """
+    cut_of = _cut_finder(layer, cuts)
+    masks = {id(p.mask) for inner in masked_layers(layer) for p in inner.get_prunable_weights()}
+    expected = []
+    for variable in layer.variables:
+        if id(variable) not in masks:
+            owner, cut = cut_of(variable)
+            expected.append(_cut_value(owner, variable, np.zeros(variable.shape, "float32"),
+                                       cut).shape)
+    try:
+        config = layer.get_config()
+    except Exception as error:  # noqa: BLE001 - a config broken upstream (KerasHub's Llama).
+        raise ValueError(f"the config of {layer.name!r} ({type(layer).__name__}) cannot be "
+                         f"read ({type(error).__name__}: {error})") from None
+    counts = {}
+    for cut in cuts.values():
+        if "out" in cut:
+            counts[len(cut["out"])] = int(cut["out"].sum())
+    choices = [[key for key, value in config.items()
+                if type(value) is int and value == old] for old in counts]
+    for keys in itertools.product(*choices):
+        if len(set(keys)) != len(keys):
+            continue
+        trial = {**config, **{key: new for key, new in zip(keys, counts.values())}}
+        try:
+            new = type(layer).from_config(trial)
+            new.build_from_config(layer.get_build_config())
+        except Exception:  # noqa: BLE001 - this setting is not the one; try the next.
+            continue
+        if [tuple(v.shape) for v in new.variables] == [tuple(s) for s in expected]:
+            return type(layer).from_config(trial)
+    raise ValueError(
+        f"the config of {layer.name!r} ({type(layer).__name__}) has no setting that gives "
+        "it that many units with the rest of its shapes kept")
 
 
 def _check_graph_model(model):
@@ -119,6 +193,7 @@ def _check_graph_model(model):
 def _plan(model):
     """`[(group, keep, GroupReport)]` for every unit group of `model`."""
     masks = get_masks(model)
+    labels = layer_labels(model)
     plans = []
     for group in unit_groups(model):
         if group.consumers:
@@ -127,7 +202,7 @@ def _plan(model):
                 read |= reduce_units(masks[piece.path], piece.axis, group.units, np.any)
         else:
             read = np.ones(group.units, dtype=bool)
-        names = [layer.name for layer in group.layers]
+        names = [labels[id(layer)] for layer in group.layers]
         if group.blocked or not group.consumers:
             # The walk stopped at the block, so its readers are not all known:
             # dead here means every weight of the unit is pruned (it emits its bias).
@@ -139,22 +214,61 @@ def _plan(model):
         keep = read.copy()
         if not keep.any():
             keep[0] = True  # A layer of zero units is not a Keras layer.
+        reason = _why_composite_cannot(model, group, keep)
+        if reason:
+            keep = np.ones(group.units, dtype=bool)
         dead = int(keep.sum() - read.sum())
         plans.append((group, keep, GroupReport(
             names, group.kind, group.units, int(keep.sum()), dead,
-            "a layer needs one unit" if dead else None)))
+            reason or ("a layer needs one unit" if dead else None))))
     return plans
 
 
-def _copy_cut(old, new, cut):
-    """Copies `old`'s variables into `new`, cut down to the kept units."""
+def _graph_layers(model):
+    """The layers of `model`'s graph and of its nested models' graphs, models left out."""
+    found = []
+    for layer in keras_internals.children(model):
+        if isinstance(layer, keras.Model):
+            found.extend(_graph_layers(layer))
+        else:
+            found.append(layer)
+    return found
+
+
+def _why_composite_cannot(model, group, keep):
+    """Why the composite layer holding `group` (a KerasHub block) cannot be
+    rebuilt without the units `keep` drops, or None (or not in one)."""
+    if keep.all():
+        return None
+    outer = [layer for layer in _graph_layers(model)
+             if any(layer.path and producer.path.startswith(layer.path + "/")
+                    for producer in group.layers)]
+    if not outer:
+        return None
+    cuts = {}
+    for layer in group.layers:
+        cuts.setdefault(layer.path, {})["out"] = keep
+    for layer, _ in group.readers:
+        if group.kind != "heads":
+            cuts.setdefault(layer.path, {})["in"] = keep
+    try:
+        _smaller_composite(outer[0], cuts)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _copy_cut(old, new, cut_of):
+    """Copies `old`'s variables into `new`, each cut down to the kept units
+    of the layer `cut_of(variable)` names."""
     olds, news = old.variables, new.variables
     if len(olds) != len(news):
         raise ValueError(f"Expected the shrunk copy of layer {old.name!r} to hold the same "
                          f"variables. Received {len(olds)} and {len(news)}.")
     for source, target in zip(olds, news):
         value = keras.ops.convert_to_numpy(source)
-        value = _cut_value(old, source, value, cut)
+        layer, cut = cut_of(source)
+        value = _cut_value(layer, source, value, cut)
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(f"Expected {source.path} cut to {tuple(target.shape)}. Received "
                              f"{tuple(value.shape)}: a layer shrink does not know how to cut.")

@@ -15,7 +15,7 @@ import keras
 
 from keras_lottery.layers import MaskedLayer
 from keras_lottery.layers.masked_layer import stored_variable
-from keras_lottery.unit_groups import UnitGroup, unit_groups
+from keras_lottery.unit_groups import FILTER_CONVOLUTIONS, UnitGroup, unit_groups
 
 UNIT_STRUCTURES = {"neurons": ("neurons",), "filters": ("filters",),
                    "units": ("neurons", "filters"), "heads": ("heads",)}
@@ -158,10 +158,11 @@ def plan(model, structures, rates) -> StructurePlan:
     not divisible by M, units that feed the model's outputs (named per layer),
     ...; and for a structure that finds nothing to prune.
     """
-    from keras_lottery.masks import prunable_variables
+    from keras_lottery.masks import layer_labels, prunable_variables
 
     variables = prunable_variables(model)
-    layers = {entry.layer.name: entry.layer for entry in variables.values()}
+    labels = layer_labels(model)
+    layers = {labels[id(entry.layer)]: entry.layer for entry in variables.values()}
     per_layer = isinstance(structures, dict)
     if per_layer:
         unknown = sorted(set(structures) - set(layers))
@@ -174,7 +175,7 @@ def plan(model, structures, rates) -> StructurePlan:
     in_groups = {}
     for group in found:
         for layer in group.layers:
-            in_groups[layer.name] = group
+            in_groups[labels[id(layer)]] = group
     for name, spec in wanted.items():
         if spec.units and name not in in_groups:
             reason = _no_units(layers[name], spec)
@@ -191,24 +192,24 @@ def plan(model, structures, rates) -> StructurePlan:
                     f"a {type(layers[name]).__name__}, which has no {' or '.join(spec.units)}: "
                     f"its units are {in_groups[name].kind} (pass {in_groups[name].kind!r}).")
     for group in found:
-        specs = {str(wanted[layer.name]) for layer in group.layers if layer.name in wanted
-                 and group.kind in wanted[layer.name].units}
+        names = [labels[id(layer)] for layer in group.layers]
+        specs = {str(wanted[name]) for name in names
+                 if name in wanted and group.kind in wanted[name].units}
         if not specs:
             continue
-        if len(specs) > 1 or (per_layer and any(layer.name not in wanted
-                                                for layer in group.layers)):
+        if len(specs) > 1 or (per_layer and any(name not in wanted for name in names)):
             raise ValueError(
-                f"Expected one structure for layers {[layer.name for layer in group.layers]}, "
-                f"whose units are added together and pruned together. Received "
-                f"{ {layer.name: str(wanted.get(layer.name, 'unstructured')) for layer in group.layers} }.")
-        spec = wanted[group.layers[0].name]
+                f"Expected one structure for layers {names}, whose units are added together "
+                f"and pruned together. Received "
+                f"{ {name: str(wanted.get(name, 'unstructured')) for name in names} }.")
+        spec = wanted[names[0]]
         if group.blocked:
             if per_layer:
                 raise ValueError(
                     f"Expected layer {group.name!r} to be able to lose whole {group.kind}. "
                     f"Received a layer whose units cannot be removed: {group.blocked}.")
-            for layer in group.layers:
-                left[layer.name] = group.blocked
+            for name in names:
+                left[name] = group.blocked
             continue
         rate = min(rates[slice_.path] for slice_ in group.producers)
         if rate > 0:
@@ -218,26 +219,27 @@ def plan(model, structures, rates) -> StructurePlan:
                                       if getattr(bn, "gamma", None) is not None]
     unfit = {}
     for path, entry in variables.items():
-        spec = wanted.get(entry.layer.name)
+        name = labels[id(entry.layer)]
+        spec = wanted.get(name)
         if spec is None or not spec.is_pattern or rates[path] == 0:
             continue
         axis = _input_axis(entry)
         if axis is None:
             if per_layer:
                 raise ValueError(
-                    f"Expected structure {str(spec)!r} for layer {entry.layer.name!r} to fit "
+                    f"Expected structure {str(spec)!r} for layer {name!r} to fit "
                     f"it. Received a {type(entry.layer).__name__}: N:M and blocks fit Dense and "
                     "convolution kernels.")
-            left[entry.layer.name] = "N:M and blocks fit Dense and convolution kernels"
+            left[name] = "N:M and blocks fit Dense and convolution kernels"
             continue
         shape = entry.weight.shape
         size = spec.m if spec.kind == "n:m" else spec.block[0]
         if shape[axis] % size or (spec.kind == "blocks" and shape[-1] % spec.block[1]):
             need = (f"an input dimension divisible by M={spec.m}" if spec.kind == "n:m" else
                     f"inputs divisible by {spec.block[0]} and outputs by {spec.block[1]}")
-            unfit.setdefault(entry.layer.name, (spec, need, tuple(shape)))
+            unfit.setdefault(name, (spec, need, tuple(shape)))
             continue
-        patterns[path] = (spec, axis, entry.layer.name)
+        patterns[path] = (spec, axis, name)
     if unfit:
         name, (spec, need, shape) = next(iter(unfit.items()))
         fitting = {patterns[p][2]: str(patterns[p][0]) for p in patterns}
@@ -261,7 +263,7 @@ def _no_units(layer, spec):
         return ("whose heads are not supported: its key and value heads are shared among "
                 "query heads")
     kind = ("neurons" if isinstance(layer, keras.layers.Dense) else "filters"
-            if isinstance(layer, keras.src.layers.convolutional.base_conv.BaseConv) else None)
+            if isinstance(layer, FILTER_CONVOLUTIONS) else None)
     if kind in spec.units:
         return ("which is not in the model's own graph of layers (it is inside a nested model, "
                 "or the model is subclassed): only a Sequential or Functional model's own "
@@ -280,7 +282,7 @@ def _input_axis(entry):
         return None
     if isinstance(layer, keras.layers.Dense) and len(entry.weight.shape) == 2:
         return 0
-    if isinstance(layer, keras.src.layers.convolutional.base_conv.BaseConv):
+    if isinstance(layer, FILTER_CONVOLUTIONS):
         return len(entry.weight.shape) - 2
     return None
 

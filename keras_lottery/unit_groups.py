@@ -14,8 +14,11 @@ walks a functional model's graph to find each coupled group: its
 or why the group cannot lose units (`blocked`). An attention layer's heads
 are a group of their own, inside the layer.
 
-Keras has no public graph walk; `_nodes_by_depth` and `_keras_history` are
-what its own `Functional` uses.
+Inside a composite layer (a KerasHub `TransformerEncoder`), whose sublayers
+the model's graph does not show, the walk runs on the layer's own call,
+traced again (`keras_internals.inner_function`): its feed-forward units are
+coupled there, and stop at its inputs and outputs. Heads are found in every
+`MultiHeadAttention`, subclasses included (KerasHub's cached attention).
 """
 
 import dataclasses
@@ -23,10 +26,10 @@ import math
 
 import keras
 
+from keras_lottery import keras_internals
 from keras_lottery.layers import MaskedLayer
-from keras_lottery.layers.attention import MaskedMultiHeadAttention
 from keras_lottery.layers.masked_layer import stored_variable
-from keras_lottery.masks import prunable_variables
+from keras_lottery.masks import layer_labels, prunable_variables
 
 # Layers that act on each channel of the last axis alone (their output's
 # channel j depends on their input's channel j only).
@@ -40,6 +43,19 @@ _CHANNELWISE = tuple(getattr(keras.layers, name) for name in (
     "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "BatchNormalization",
 ) if hasattr(keras.layers, name))
 
+# The convolutions whose units are filters (their Keras base class is not
+# exported: the public classes say the same).
+FILTER_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+# Operations (`keras.ops` on symbolic tensors) that act on each value alone.
+_ELEMENTWISE_OPS = frozenset((
+    "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Silu", "Swish", "HardSilu",
+    "Mish", "Sigmoid", "HardSigmoid", "Tanh", "Softplus", "Softsign", "Exp", "Log", "Sqrt",
+    "Square", "Abs", "Negative", "Cast", "Erf",
+))
+# Operations on two operands of the same channels (a gated feed-forward's product).
+_COUPLING_OPS = frozenset(("Add", "Average", "Subtract", "Maximum", "Minimum", "Multiply"))
+
 
 # Activations that act on each value alone (softmax and the like couple a
 # layer's channels through their sum: a removed unit would still count).
@@ -48,6 +64,7 @@ _ELEMENTWISE = frozenset((
     "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "tanh", "hard_tanh",
     "softplus", "softsign", "exponential", "log_sigmoid", "squareplus", "sparse_plus",
     "tanh_shrink", "soft_shrink", "hard_shrink", "threshold",
+    "gelu_approximate",  # KerasHub's name for Keras' gelu(approximate=True).
 ))
 
 
@@ -87,23 +104,39 @@ class UnitGroup:
 
 def unit_groups(model) -> list[UnitGroup]:
     """The unit groups of `model`: every masked Dense and Conv layer's output
-    channels, coupled as above, and every masked MultiHeadAttention's heads.
+    channels, coupled as above (inside composite layers too), and the heads
+    of every masked `MultiHeadAttention`.
 
     A subclassed model has no graph to walk: only its attention heads are found.
     """
     variables = prunable_variables(model)
-    path_of = {(id(entry.layer), id(entry.weight)): path for path, entry in variables.items()}
-    groups = [_heads(layer, path_of) for layer in _unique(e.layer for e in variables.values())
-              if isinstance(layer, MaskedMultiHeadAttention)]
+    path_of = {id(entry.weight): path for path, entry in variables.items()}
+    labels = layer_labels(model)
+    groups = [_heads(layer, path_of, labels)
+              for layer in keras_internals.sublayers(model, include_self=True)
+              if _has_masked_heads(layer, path_of)]
     graph = _Graph.of(model)
     if graph is None:
         return groups
+    # The model's graph, its nested models' (a KerasHub task's backbone), and
+    # the calls of the composite layers in them.
+    graphs, stack = [], [graph]
+    while stack:
+        walked = stack.pop(0)
+        graphs.append(walked)
+        for node in walked.nodes:
+            inner = (_Graph.of(node.operation, "the nested model")
+                     if isinstance(node.operation, keras.Model)
+                     else _Graph.inside(node.operation, node))
+            if inner is not None and all(inner.model is not g.model for g in graphs + stack):
+                stack.append(inner)
     done = set()
-    for layer in graph.layers():
-        if _producer_kind(layer) and id(layer) not in done:
-            group = graph.coupled(layer, path_of)
-            done.update(id(producer) for producer in group.layers)
-            groups.append(group)
+    for walked in graphs:
+        for layer in walked.layers():
+            if _producer_kind(layer) and id(layer) not in done:
+                group = walked.coupled(layer, path_of, labels)
+                done.update(id(producer) for producer in group.layers)
+                groups.append(group)
     return groups
 
 
@@ -122,8 +155,7 @@ def _producer_kind(layer):
         return None
     if isinstance(layer, keras.layers.Dense):
         return "neurons"
-    if isinstance(layer, keras.src.layers.convolutional.base_conv.BaseConv) and not isinstance(
-            layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+    if isinstance(layer, FILTER_CONVOLUTIONS):
         return "filters"
     return None
 
@@ -140,20 +172,33 @@ def _why_not_channels_last(layer, reads_only=False):
     return None
 
 
-def _kernel_path(layer, path_of, owner=None):
-    """The path of the kernel of `owner` (default `layer`), masked by `layer`."""
-    return path_of[(id(layer), id(stored_variable(owner or layer, "kernel")))]
+def _kernel_path(layer, path_of):
+    """The path of `layer`'s masked kernel."""
+    return path_of[id(stored_variable(layer, "kernel"))]
 
 
-def _heads(layer, path_of):
+_PROJECTIONS = ("query", "key", "value", "output")
+
+
+def _has_masked_heads(layer, path_of):
+    """A `MultiHeadAttention` (a subclass too) whose four projections are masked."""
+    if not isinstance(layer, keras.layers.MultiHeadAttention) or not layer.built:
+        return False
+    try:
+        return all(_kernel_path(getattr(layer, f"_{name}_dense"), path_of) for name in _PROJECTIONS)
+    except (AttributeError, KeyError):
+        return False
+
+
+def _heads(layer, path_of, labels):
     """An attention layer's heads: query/key/value kernels `(dim, heads, size)`
     hold them on axis 1, the output kernel `(heads, size, dim)` reads them on axis 0."""
     def path(name):
-        return _kernel_path(layer, path_of, getattr(layer, f"_{name}_dense"))
+        return _kernel_path(getattr(layer, f"_{name}_dense"), path_of)
 
-    projections = ("query", "key", "value") + (("gate",) if hasattr(layer, "_gate_dense") else ())
+    projections = _PROJECTIONS[:3] + (("gate",) if getattr(layer, "_gate_dense", None) else ())
     return UnitGroup(
-        name=layer.name, kind="heads", units=layer.num_heads,
+        name=labels[id(layer)], kind="heads", units=layer.num_heads,
         producers=[Slice(path(name), 1) for name in projections],
         consumers=[Slice(path("output"), 0)], layers=[layer],
         readers=[(layer, Slice(path("output"), 0))])
@@ -162,8 +207,10 @@ def _heads(layer, path_of):
 class _Graph:
     """A functional model's graph: who makes each tensor and who reads it."""
 
-    def __init__(self, model, nodes):
+    def __init__(self, model, nodes, within=None):
         self.model = model
+        # What its inputs and outputs are, for a graph inside the model's.
+        self.within = within
         self.maker = {}  # id(tensor) -> node
         self.readers = {}  # id(tensor) -> [node]
         self.tensors = {}
@@ -178,15 +225,25 @@ class _Graph:
         self.nodes = nodes
 
     @classmethod
-    def of(cls, model):
+    def of(cls, model, within=None):
         functional = getattr(model, "_functional", None) if isinstance(
             model, keras.Sequential) else model
         if not isinstance(functional, keras.Function):
             return None
-        nodes = [node for depth in sorted(functional._nodes_by_depth, reverse=True)
-                 for node in functional._nodes_by_depth[depth]]
-        graph = cls(functional, nodes)
-        return graph
+        return cls(functional, keras_internals.graph_nodes(functional),
+                   within=None if within is None else f"{within} {model.name!r}")
+
+    @classmethod
+    def inside(cls, layer, node):
+        """The graph of a composite layer's call at `node`: a layer that is
+        neither masked nor a model, holding masked layers."""
+        if isinstance(layer, (MaskedLayer, keras.Model)) or not isinstance(
+                layer, keras.layers.Layer) or not any(
+                isinstance(inner, MaskedLayer) for inner in keras_internals.sublayers(layer)):
+            return None
+        function = keras_internals.inner_function(layer, node)
+        return None if function is None else cls(function, keras_internals.graph_nodes(function),
+                                                 within=f"the layer {layer.name!r}")
 
     def layers(self):
         return _unique(node.operation for node in self.nodes)
@@ -194,11 +251,12 @@ class _Graph:
     def calls(self, layer):
         return [node for node in self.nodes if node.operation is layer]
 
-    def coupled(self, start, path_of) -> UnitGroup:
+    def coupled(self, start, path_of, labels) -> UnitGroup:
         """The group of `start`'s output channels, found by a walk both ways."""
         kind = _producer_kind(start)
         units = start.units if kind == "neurons" else start.filters
-        group = UnitGroup(name=start.name, kind=kind, units=units, producers=[], consumers=[])
+        group = UnitGroup(name=labels[id(start)], kind=kind, units=units, producers=[],
+                          consumers=[])
         # (tensor id, repeat): repeat is how many times each channel occurs on
         # the last axis (1, or the spatial size after a Flatten).
         queue, seen = [], set()
@@ -224,12 +282,12 @@ class _Graph:
                 block(f"a tensor of shape {tuple(tensor.shape)} carries its {units} units")
                 continue  # Nothing past it has these units where they are expected.
             if id(tensor) in self.outputs:
-                block("it is a model output")
+                block(f"it is an output of {self.within}" if self.within else "it is a model output")
             # Who made it.
             maker = self.maker.get(id(tensor))
             operation = None if maker is None else maker.operation
             if operation is None or isinstance(operation, keras.layers.InputLayer):
-                block("it is a model input")
+                block(f"it is an input of {self.within}" if self.within else "it is a model input")
             elif _producer_kind(operation) and repeat == 1:
                 if operation not in group.layers:
                     problem = _why_not_channels_last(operation)
@@ -283,8 +341,11 @@ class _Graph:
                 group.per_channel.append(operation)
             for other in (node.input_tensors if backward else node.output_tensors):
                 reach(other, repeat)
-        elif type(operation).__name__ in ("Add", "Average", "Subtract", "Maximum", "Minimum"):
+        elif type(operation).__name__ in _COUPLING_OPS:
             for other in list(node.input_tensors) + list(node.output_tensors):
+                reach(other, repeat)
+        elif type(operation).__name__ in _ELEMENTWISE_OPS:
+            for other in (node.input_tensors if backward else node.output_tensors):
                 reach(other, repeat)
         elif isinstance(operation, keras.layers.Flatten) and not backward:
             shape = node.input_tensors[0].shape

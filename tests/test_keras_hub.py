@@ -169,3 +169,47 @@ def test_tasks_are_searched_with_exact_zeros_and_rewinds(build, tmp_path):
     trained = {v.path: to_numpy(v) for v in search.model.trainable_variables}
     for path, mask in kl.get_masks(search.model).items():
         assert np.all(trained[path][~mask] == 0), f"{path} trained through its mask"
+
+
+def test_a_bert_loses_feed_forward_units_for_real_and_keeps_heads_saying_why(tmp_path):
+    """Structured tickets inside KerasHub blocks: a search by neurons prunes
+    whole feed-forward units (each block's intermediate kernel columns with
+    the output kernel's rows), and `shrink` removes them; a block's heads
+    are found and masked, but its config derives the head size from the
+    number of heads, so `shrink` keeps them and says so."""
+    from keras_lottery.structured_pruning import remove_units
+    from keras_lottery.unit_groups import unit_groups
+
+    task = classifier()
+    task.compile(optimizer=keras.optimizers.Adam(1e-3),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    kl.prunable(task, in_place=True)
+    groups = {group.name: group for group in unit_groups(task)}
+    ff = [groups[f"transformer_layer_{i}/feedforward_intermediate_dense"] for i in (0, 1)]
+    heads = [groups[f"transformer_layer_{i}/self_attention_layer"] for i in (0, 1)]
+    assert all(group.blocked is None for group in ff + heads)
+    assert [s.path for s in ff[0].consumers] == ["transformer_layer_0/feedforward_output_dense/kernel"]
+    x, y, _ = task_data(task)
+    search = kl.TicketSearch(task, rounds=1, prune_rates=0.5, structure="neurons", epochs=1,
+                             batch_size=8, verbose=0, directory=str(tmp_path / "run"))
+    search.run(x, y, validation_data=(x, y))
+    ticket = search.ticket(1)
+    masks = kl.get_masks(ticket)
+    for group in ff:
+        kernel = masks[group.producers[0].path]
+        kept = kernel.any(axis=0)
+        assert kept.sum() == 8 and np.all(kernel[:, ~kept] == 0)  # Half the units, whole.
+        assert np.all(masks[group.consumers[0].path][~kept] == 0)
+    masks = remove_units(heads[0], np.array([True, False]), masks)  # One head of the first block.
+    kl.apply_masks(ticket, masks)
+    small = kl.shrink(ticket, verbose=False)
+    reports = {tuple(r.layers): r for r in kl.shrink_report(ticket)}
+    assert reports[(ff[0].name,)].kept == 8
+    head_report = reports[(heads[0].name,)]
+    assert head_report.kept == 2 and head_report.dead_kept == 1
+    assert "TransformerEncoder" in head_report.reason and "no setting" in head_report.reason
+    # Each block lost 8 units: 8 kernel columns of 8 inputs, 8 biases, 8 output rows of 8.
+    assert kl.strip(ticket).count_params() - small.count_params() == 2 * (64 + 8 + 64)
+    probe = batch(task.backbone, seed=5)
+    np.testing.assert_allclose(to_numpy(small(probe)), to_numpy(ticket(probe)),
+                               rtol=1e-5, atol=1e-5)
