@@ -17,7 +17,12 @@ every prunable weight). The models (`--models`):
   the Jargon File's) on 6,000 random windows of 64 tokens, predicting each
   next token (loss from logits);
   for these three the plain model is `keras_lottery.strip()` of the masked one
-  before pruning, so both start from the same weights.
+  before pruning, so both start from the same weights;
+- `bert`: a KerasHub `BertTextClassifier` (2 layers, width 128, 4 heads,
+  feed-forward 512, 1,000 word pieces, 64 tokens, 2 classes; the `hub`
+  extra) on 6,000 random sequences; the masked model is the plain one's copy
+  masked in place (`prunable(copy, in_place=True)`), every kernel and
+  embedding table masked.
 
 All use batch 60, Adam(1.2e-3) and sparse categorical cross-entropy. After a
 warm-up fit that excludes compilation and tracing, it times one epoch per
@@ -41,8 +46,13 @@ Usage:
     python benchmarks/masking_overhead.py --data mnist.npz --backends jax \\
         --repeats 5 --steps-per-execution 10 --threads 1 --json results.json
     python benchmarks/masking_overhead.py --data mnist.npz --limit 6000  # smoke run
+    python benchmarks/masking_overhead.py --data mnist.npz --models lenet bert \
+        --preset-settings  # the presets' compile settings, as the search trains
 
 `--steps-per-execution` above 1 skips PyTorch, whose Keras backend refuses it.
+`--preset-settings` compiles as the presets do, `keras_lottery.fast_compile_settings(
+eval_every=100)` on each backend (XLA, torch.compile; 100 steps per execution on
+TensorFlow and JAX), and replaces `--jit-compile` and `--steps-per-execution`.
 
 `mnist.npz` is in Keras' layout: `x_train` uint8 (60000, 28, 28), `y_train`,
 `x_test`, `y_test`.
@@ -62,7 +72,7 @@ import time
 from typing import Any
 
 BACKENDS = ("tensorflow", "jax", "torch")
-MODELS = ("lenet", "transformer", "lstm", "transformer_lm")
+MODELS = ("lenet", "transformer", "lstm", "transformer_lm", "bert")
 SEQUENCES = 6000  # Examples of the random token data for the sequence models.
 BATCH_SIZE = 60
 LEARNING_RATE = 1.2e-3
@@ -100,6 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--jit-compile", choices=("auto", "true", "false"), default="auto",
         help="passed to model.compile(): XLA on TensorFlow, torch.compile on PyTorch "
         "(JAX always compiles; default: auto, Keras' own choice)",
+    )
+    parser.add_argument(
+        "--preset-settings", action="store_true",
+        help="compile as the presets do: keras_lottery.fast_compile_settings(eval_every=100)",
     )
     parser.add_argument(
         "--after-step", action="store_true",
@@ -153,14 +167,18 @@ def build_lenet(seed: int):
 
 
 def compile_model(model, steps_per_execution: int, jit_compile: str = "auto",
-                  from_logits: bool = False) -> None:
+                  from_logits: bool = False, preset_settings: bool = False) -> None:
     import keras
 
+    import keras_lottery
+
+    settings = (keras_lottery.fast_compile_settings(eval_every=100) if preset_settings else
+                dict(steps_per_execution=steps_per_execution,
+                     jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile]))
     model.compile(
         optimizer=keras.optimizers.Adam(LEARNING_RATE),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        steps_per_execution=steps_per_execution,
-        jit_compile={"auto": "auto", "true": True, "false": False}[jit_compile],
+        **settings,
     )
 
 
@@ -214,7 +232,21 @@ SEQUENCE_SHAPES = {  # builder keyword arguments
                         num_heads=4, ff_dim=256, num_blocks=2),
     "lstm": dict(vocab_size=128, sequence_length=32, num_classes=10, embed_dim=32, units=128),
     "transformer_lm": dict(vocab_size=155, sequence_length=64),  # The builder's other defaults.
+    "bert": dict(vocab_size=1000, sequence_length=64, num_classes=2),
 }
+
+
+def build_bert(seed: int):
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    shape = SEQUENCE_SHAPES["bert"]
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=shape["vocab_size"], num_layers=2, num_heads=4, hidden_dim=128,
+        intermediate_dim=512, max_sequence_length=shape["sequence_length"])
+    return keras_hub.models.BertTextClassifier(backbone, num_classes=shape["num_classes"],
+                                               preprocessor=None)
 
 
 def build_models(name: str, args: argparse.Namespace):
@@ -237,6 +269,12 @@ def build_models(name: str, args: argparse.Namespace):
         y = np.roll(x, -1, axis=1)
     else:
         y = (x[:, 0] % shape["num_classes"]).astype("int32")
+    if name == "bert":
+        x = {"token_ids": x, "segment_ids": np.zeros_like(x),
+             "padding_mask": np.ones_like(x)}
+        plain, masked = build_bert(args.seed), build_bert(args.seed)
+        masked.set_weights(plain.get_weights())
+        return plain, keras_lottery.prunable(masked, in_place=True), x, y
     keras.utils.set_random_seed(args.seed)
     builder = {"transformer": keras_lottery.models.causal_transformer,
                "lstm": keras_lottery.models.lstm_classifier,
@@ -264,12 +302,14 @@ def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         models["after_step"] = after_step_model(args.seed, masks)
     for model in models.values():
         compile_model(model, args.steps_per_execution, args.jit_compile,
-                      from_logits=model_name == "transformer_lm")
+                      from_logits=model_name in ("transformer_lm", "bert"),
+                      preset_settings=args.preset_settings)
     # The warm-up ends with the same partial batch as the timed epoch, so
     # every shape the epoch sees is traced before timing. Its time, less
     # the same steps at the timed speed, is what compiling cost.
-    warmup = min(len(x), args.warmup_steps * BATCH_SIZE + len(x) % BATCH_SIZE)
-    warmup_s = {name: time_epoch(model, x[:warmup], y[:warmup])[0]
+    warmup = min(len(y), args.warmup_steps * BATCH_SIZE + len(y) % BATCH_SIZE)
+    first = keras.tree.map_structure(lambda a: a[:warmup], x)  # x may be a dict (bert)
+    warmup_s = {name: time_epoch(model, first, y[:warmup])[0]
                 for name, model in models.items()}
 
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -293,8 +333,8 @@ def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
             "numpy": np.__version__,
             keras.backend.backend(): backend_version(keras.backend.backend()),
         },
-        "examples": len(x),
-        "steps_per_epoch": -(-len(x) // BATCH_SIZE),
+        "examples": len(y),
+        "steps_per_epoch": -(-len(y) // BATCH_SIZE),
         "masked_density": density,
         "plain_s": times["plain"],
         "masked_s": times["masked"],
@@ -308,7 +348,7 @@ def measure(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
             "after_step_ratio": statistics.median(times["after_step"]) / plain_s}
            if "after_step" in times else {}),
         "jit_compile": bool(masked.jit_compile),
-        "compile_s": {name: warmup_s[name] - warmup / len(x) * statistics.median(times[name])
+        "compile_s": {name: warmup_s[name] - warmup / len(y) * statistics.median(times[name])
                       for name in models},
     }
 

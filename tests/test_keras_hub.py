@@ -213,3 +213,30 @@ def test_a_bert_loses_feed_forward_units_for_real_and_keeps_heads_saying_why(tmp
     probe = batch(task.backbone, seed=5)
     np.testing.assert_allclose(to_numpy(small(probe)), to_numpy(ticket(probe)),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_pretrained_bert_example_runs_offline(tmp_path):
+    """Pretraining, the preset folder, the search from it and the table, at a tiny size."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).parents[1]
+    data = tmp_path / "data" / "text"
+    data.mkdir(parents=True)
+    words = ("first", "second", "small", "large", "fast", "slow", "new", "old")
+    sentences = [f"the {a} program was written by a {b} hacker in the {c} days ."
+                 for a in words for b in words for c in words]  # 512 different sentences
+    import gzip
+
+    with gzip.open(data / "jargon.txt.gz", "wt") as file:
+        file.write("\n\n".join(" ".join(sentences[i:i + 4]) for i in range(0, 512, 4)))
+    subprocess.run([sys.executable, str(root / "examples" / "pretrained_bert_tickets.py"),
+                    "--smoke", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+                   check=True, env=os.environ.copy(), capture_output=True, timeout=600)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| 1 | 80.0% |" in table and "No pretraining" in table
+    restored = keras_hub.models.BertBackbone.from_preset(str(tmp_path / "out" / "pretrained"))
+    assert restored.num_layers == 1
