@@ -152,7 +152,10 @@ def main():
     if args.smoke:
         args.rounds, args.epochs, args.pretrain_epochs, args.train, args.held_out = 1, 1, 1, 200, 50
         args.width, args.vocabulary, args.layers = 16, 200, 1
-    import keras_hub  # The optional extra: pip install keras-lottery[hub].
+    try:
+        import keras_hub
+    except ImportError:
+        raise SystemExit("This example needs KerasHub: pip install keras-lottery[hub]") from None
 
     keras.utils.set_random_seed(args.seed)
     out = pathlib.Path(args.out)

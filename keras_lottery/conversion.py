@@ -59,8 +59,9 @@ def prunable(model, exclude: Iterable[str] | Callable | None = None, in_place: b
     >>> keras_lottery.prunable(bert_backbone, in_place=True)
     """
     _check_model(model, "prunable")
+    _check_in_place(in_place)
     is_excluded = _exclusion(model, exclude)
-    target = model if in_place else copy_model(model, "prunable")
+    target = model if in_place else _copy(model, "prunable")
     mask_in_place(target, skip=is_excluded)
     warn_unmasked(target, is_excluded)
     return target
@@ -88,11 +89,12 @@ def strip(model, in_place: bool = False):
             class to become.
     """
     _check_model(model, "strip")
-    unmask_in_place(model if in_place else (copy := copy_model(model, "strip")))
+    _check_in_place(in_place)
+    unmask_in_place(model if in_place else (copy := _copy(model, "strip")))
     return model if in_place else copy
 
 
-def copy_model(model, function="copy_model"):
+def copy_model(model):
     """A new `model` of its own class, rebuilt from its config, holding
     copies of all its variables, masks included.
 
@@ -101,6 +103,11 @@ def copy_model(model, function="copy_model"):
     other model (a KerasHub backbone, a subclassed model) is rebuilt by its
     class's `from_config`.
     """
+    return _copy(model, "copy_model")
+
+
+def _copy(model, function):
+    """`copy_model(model)`; a config that fails names `function` to call in place."""
     # The model's own classes resolve even where they are not registered
     # (a layer defined in a script), as `clone_model` resolves them.
     classes = {}
@@ -241,6 +248,11 @@ def _check_model(model, function):
     raise ValueError(
         f"`{function}()` expected a Keras model. Received {kind}. Wrap a layer in a model "
         "first (`keras.Sequential([keras.Input(shape), layer])`).")
+
+
+def _check_in_place(in_place):
+    if not isinstance(in_place, bool):
+        raise ValueError(f"Expected `in_place` True or False. Received: in_place={in_place!r}")
 
 
 def _exclusion(model, exclude):

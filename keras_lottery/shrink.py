@@ -72,20 +72,26 @@ def shrink(model, verbose: bool = True):
                 warnings.warn(
                     f"shrink kept {report.dead_kept} dead {report.kind} of {report.layers}: "
                     f"{report.reason}.", stacklevel=2)
-    cuts = _cuts(plans)
     plain = strip(model)
+    # The stripped copy's layers, in the model's order: cuts move onto them
+    # by position (a copy may be built under other paths).
+    olds = keras_internals.sublayers(model, include_self=True)
+    news = keras_internals.sublayers(plain, include_self=True)
+    same = {id(a): b for a, b in zip(olds, news, strict=True)}
+    cuts = {id(same[key]): cut for key, cut in _cuts(plans).items()}
     pairs = []
 
     def smaller(layer):
-        # Ops on symbolic tensors (`a + b`) are cloned too; they have no path and no units.
-        inside = {path: cut for path, cut in cuts.items()
-                  if getattr(layer, "path", None) and path.startswith(layer.path + "/")}
+        if not isinstance(layer, keras.layers.Layer):
+            return layer.__class__.from_config(layer.get_config())  # An op (`a + b`).
+        inside = {key: cuts[key] for key in map(id, keras_internals.sublayers(layer))
+                  if key in cuts}
         if inside:  # A composite layer: rebuilt from its config at the smaller size.
             new = _smaller_composite(layer, inside)
             pairs.append((layer, new, _cut_finder(layer, inside)))
             return new
-        cut = cuts.get(getattr(layer, "path", None), {})
-        if not cut and isinstance(layer, keras.layers.Layer):
+        cut = cuts.get(id(layer), {})
+        if not cut:
             # Unchanged: the stripped copy's own layer, which nothing else holds
             # (and whose config need not rebuild it).
             return layer
@@ -103,25 +109,31 @@ def shrink(model, verbose: bool = True):
     # embedding) stays one layer.
     small = keras.models.clone_model(plain, clone_function=smaller, recursive=True)
     for old, new, cut_of in pairs:
-        # Ops on symbolic tensors are cloned too; they hold no state.
-        if isinstance(old, keras.layers.Layer) and old.built:
+        if old.built:
             _copy_cut(old, new, cut_of)
     return small
 
 
 def _cuts(plans) -> dict:
-    """`{layer path: {"out": keep, "in": keep, "channels": keep}}` of every group shrunk."""
+    """`{id(layer): {"out": keep, "in": keep, "channels": keep}}` of every group shrunk."""
     cuts = {}
     for group, keep, report in plans:
         if report.kept == report.units:
             continue
-        for layer in group.layers:
-            cuts.setdefault(layer.path, {})["out"] = keep
-        for layer in group.per_channel:
-            cuts.setdefault(layer.path, {})["channels"] = keep
-        for layer, _ in group.readers:
-            if group.kind != "heads":
-                cuts.setdefault(layer.path, {})["in"] = keep
+        cuts.update(_group_cuts(group, keep, cuts))
+    return cuts
+
+
+def _group_cuts(group, keep, cuts=None) -> dict:
+    """`cuts` (a new dict by default) with `group`'s units cut to `keep`."""
+    cuts = {} if cuts is None else dict(cuts)
+    for layer in group.layers:
+        cuts.setdefault(id(layer), {})["out"] = keep
+    for layer in group.per_channel:
+        cuts.setdefault(id(layer), {})["channels"] = keep
+    for layer, _ in group.readers:
+        if group.kind != "heads":
+            cuts.setdefault(id(layer), {})["in"] = keep
     return cuts
 
 
@@ -129,9 +141,9 @@ def _cut_finder(layer, cuts):
     """`variable -> (layer, cut)`: the layer whose cut a variable of `layer` takes."""
     found = {}
     for inner in keras_internals.sublayers(layer, include_self=True):
-        if inner.path in cuts:
+        if id(inner) in cuts:
             for variable in inner.variables:
-                found[id(variable)] = (inner, cuts[inner.path])
+                found[id(variable)] = (inner, cuts[id(inner)])
     return lambda variable: found.get(id(variable), (layer, {}))
 
 
@@ -240,19 +252,13 @@ def _why_composite_cannot(model, group, keep):
     rebuilt without the units `keep` drops, or None (or not in one)."""
     if keep.all():
         return None
+    producers = {id(layer) for layer in group.layers}
     outer = [layer for layer in _graph_layers(model)
-             if any(layer.path and producer.path.startswith(layer.path + "/")
-                    for producer in group.layers)]
+             if producers & {id(inner) for inner in keras_internals.sublayers(layer)}]
     if not outer:
         return None
-    cuts = {}
-    for layer in group.layers:
-        cuts.setdefault(layer.path, {})["out"] = keep
-    for layer, _ in group.readers:
-        if group.kind != "heads":
-            cuts.setdefault(layer.path, {})["in"] = keep
     try:
-        _smaller_composite(outer[0], cuts)
+        _smaller_composite(outer[0], _group_cuts(group, keep))
     except ValueError as error:
         return str(error)
     return None

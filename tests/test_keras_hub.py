@@ -240,3 +240,26 @@ def test_the_pretrained_bert_example_runs_offline(tmp_path):
     assert "| 1 | 80.0% |" in table and "No pretraining" in table
     restored = keras_hub.models.BertBackbone.from_preset(str(tmp_path / "out" / "pretrained"))
     assert restored.num_layers == 1
+
+
+@pytest.mark.slow
+def test_a_masked_kerashub_file_without_kerashub_names_the_extra(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model = bert()
+    kl.prunable(model, in_place=True)
+    model.save(tmp_path / "bert.keras")
+    script = ("import sys; sys.modules['keras_hub'] = None\n"
+              "import keras, keras_lottery\n"
+              f"keras.saving.load_model({str(tmp_path / 'bert.keras')!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "pip install keras-lottery[hub]" in done.stderr
+
+
+def test_bad_in_place_is_refused():
+    with pytest.raises(ValueError, match=r"Expected `in_place` True or False. Received: "
+                                         r"in_place='yes'"):
+        kl.prunable(bert(), in_place="yes")

@@ -19,6 +19,7 @@ again, before Keras loads the weights and masks into them.
 
 import contextlib
 import functools
+import importlib.util
 
 import keras
 from keras import ops
@@ -88,11 +89,6 @@ class MaskedModel:
 # Registered once at import, so that a file saved in another process loads;
 # each model view registers under the same name (see `_model_view`).
 keras.saving.register_keras_serializable(package="keras_lottery", name="MaskedModel")(MaskedModel)
-
-
-def is_masked_in_place(model) -> bool:
-    """Whether `model` holds masks made in place (by `prunable(..., in_place=True)`)."""
-    return _RECORD in model.__dict__
 
 
 def mask_in_place(model, skip=lambda layer: False, only=None) -> None:
@@ -167,8 +163,17 @@ def rebuild(config, custom_objects=None):
     weights and masks are loaded afterwards, as for any model)."""
     config = dict(config)
     record = config.pop(CONFIG_KEY)
-    model = keras.saving.deserialize_keras_object({**record["class"], "config": config},
-                                                  custom_objects=custom_objects)
+    library = record["class"]["module"].split(".")[0]
+    try:
+        model = keras.saving.deserialize_keras_object({**record["class"], "config": config},
+                                                      custom_objects=custom_objects)
+    except (TypeError, ModuleNotFoundError) as error:
+        if library == "keras_hub" and importlib.util.find_spec("keras_hub") is None:
+            raise ImportError(
+                f"Expected KerasHub to rebuild this masked {record['class']['class_name']}. "
+                "Received an environment without it: install the extra, "
+                "`pip install keras-lottery[hub]` (or `pip install keras-hub`).") from error
+        raise
     if not model.built and record.get("build_config"):
         model.build_from_config(record["build_config"])
     weights = _unmasked_order(model)
