@@ -85,10 +85,30 @@ def graph_nodes(function) -> list:
     return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 
+@contextlib.contextmanager
+def traces_forgotten(model):
+    """Within the block, `inner_function` may trace `model`'s layers; after it,
+    their lists of calls are as before.
+
+    A symbolic call adds a node to each layer it calls (`_inbound_nodes`,
+    `_outbound_nodes`, 3.11-3.15): kept, they would pile up at every trace
+    and make `layer.output` of an inner layer ambiguous.
+    """
+    layers = sublayers(model, include_self=True)
+    lengths = [(len(layer._inbound_nodes), len(layer._outbound_nodes)) for layer in layers]
+    try:
+        yield
+    finally:
+        for layer, (inbound, outbound) in zip(layers, lengths):
+            del layer._inbound_nodes[inbound:]
+            del layer._outbound_nodes[outbound:]
+
+
 def inner_function(layer, node):
     """A `keras.Function` of what `layer` computes at `node` (one of its calls
     in a functional graph), its own layers and ops as nodes: `layer.call`
     traced again on fresh inputs of the same shapes. None if it cannot be.
+    Trace within `traces_forgotten`.
 
     For a composite layer (a KerasHub `TransformerEncoder`), whose sublayers
     the model's graph does not show. `node.arguments` holds the call's

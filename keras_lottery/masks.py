@@ -156,7 +156,8 @@ def weight_infos(model) -> dict[str, WeightInfo]:
     found (a subclassed model that was never called).
     """
     variables = prunable_variables(model)
-    outputs = _output_layers(model)
+    with keras_internals.traces_forgotten(model):
+        outputs = _output_layers(model)
     output_ids = None if outputs is None else {id(layer) for layer in outputs}
     labels = layer_labels(model)
     return {

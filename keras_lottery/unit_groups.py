@@ -118,25 +118,26 @@ def unit_groups(model) -> list[UnitGroup]:
     graph = _Graph.of(model)
     if graph is None:
         return groups
-    # The model's graph, its nested models' (a KerasHub task's backbone), and
-    # the calls of the composite layers in them.
-    graphs, stack = [], [graph]
-    while stack:
-        walked = stack.pop(0)
-        graphs.append(walked)
-        for node in walked.nodes:
-            inner = (_Graph.of(node.operation, "the nested model")
-                     if isinstance(node.operation, keras.Model)
-                     else _Graph.inside(node.operation, node))
-            if inner is not None and all(inner.model is not g.model for g in graphs + stack):
-                stack.append(inner)
-    done = set()
-    for walked in graphs:
-        for layer in walked.layers():
-            if _producer_kind(layer) and id(layer) not in done:
-                group = walked.coupled(layer, path_of, labels)
-                done.update(id(producer) for producer in group.layers)
-                groups.append(group)
+    with keras_internals.traces_forgotten(model):
+        # The model's graph, its nested models' (a KerasHub task's backbone),
+        # and the calls of the composite layers in them.
+        graphs, stack = [], [graph]
+        while stack:
+            walked = stack.pop(0)
+            graphs.append(walked)
+            for node in walked.nodes:
+                inner = (_Graph.of(node.operation, "the nested model")
+                         if isinstance(node.operation, keras.Model)
+                         else _Graph.inside(node.operation, node))
+                if inner is not None and all(inner.model is not g.model for g in graphs + stack):
+                    stack.append(inner)
+        done = set()
+        for walked in graphs:
+            for layer in walked.layers():
+                if _producer_kind(layer) and id(layer) not in done:
+                    group = walked.coupled(layer, path_of, labels)
+                    done.update(id(producer) for producer in group.layers)
+                    groups.append(group)
     return groups
 
 
