@@ -11,9 +11,10 @@ CPU trains in minutes, on the Jargon File:
 1. **Pretraining.** A small BERT (KerasHub's `BertBackbone`: 2 layers, width
    64, 2 heads, feed-forward 128, a word-piece vocabulary of the text's 2,000
    most frequent words plus its characters) learns masked-language modelling
-   (`BertMaskedLM`, 15% of tokens masked) on the text's sentences, and is
-   saved as a local KerasHub preset folder: the way users load pretrained
-   weights offline (`from_preset(folder)`).
+   (`BertMaskedLM`, 15% of tokens masked, four maskings of each sentence
+   drawn once, three epochs) on the text's sentences, and is saved as a
+   local KerasHub preset folder: the way users load pretrained weights
+   offline (`from_preset(folder)`).
 2. **The downstream task, "word order".** Sentences of 6-30 words from the
    same text (8,325 in all), half as written and half with their words in
    a random order (a permutation that moves at least half of them); the
@@ -55,6 +56,7 @@ import keras_lottery as kl
 from keras_lottery.text import read_text
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+MASKINGS = 4  # Copies of the pretraining sentences, each with its own masked tokens.
 
 
 def sentences(text, min_words=6, max_words=30):
@@ -100,24 +102,42 @@ def word_order_task(texts, seed):
 
 
 def pretrain(keras_hub, texts, vocabulary, args, folder):
-    """Masked-LM pretraining of a small BERT; saved as a KerasHub preset in `folder`."""
+    """Masked-LM pretraining of a small BERT; saved as a KerasHub preset in `folder`.
+
+    The tokens to predict are drawn once, before training, for `MASKINGS`
+    copies of the sentences (static masking, as the original BERT did):
+    KerasHub's preprocessor draws them again in a parallel `tf.data` map at
+    every epoch otherwise, which no seed makes repeatable.
+    """
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
     preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
         tokenizer, sequence_length=args.sequence_length, mask_selection_rate=0.15,
         mask_selection_length=max(4, args.sequence_length // 6))
+    keras.utils.set_random_seed(args.seed)
+    x, y, weights = preprocessor(np.array(texts * MASKINGS))
+    data = _batches((x, y, weights), 64, len(texts) * MASKINGS, args.seed)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=args.layers, num_heads=args.heads,
         hidden_dim=args.width, intermediate_dim=2 * args.width,
         max_sequence_length=args.sequence_length)
-    masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
+    masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
     masked_lm.compile(optimizer=keras.optimizers.AdamW(args.pretrain_lr, weight_decay=0.01),
                       weighted_metrics=["sparse_categorical_accuracy"])
-    history = masked_lm.fit(np.array(texts), batch_size=64, epochs=args.pretrain_epochs,
-                            verbose=2 if args.verbose else 0)
+    history = masked_lm.fit(data, epochs=args.pretrain_epochs, verbose=2 if args.verbose else 0)
     folder.mkdir(parents=True, exist_ok=True)
     backbone.save_to_preset(folder)
     tokenizer.save_to_preset(folder)
     return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def _batches(data, batch_size, size, seed):
+    """`data` in shuffled batches, the same order in every run with `seed`: a
+    KerasHub task's `fit` makes arrays into an unshuffled `tf.data` pipeline."""
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices(keras.tree.map_structure(
+        keras.ops.convert_to_numpy, data))
+            .shuffle(size, seed=seed, reshuffle_each_iteration=True).batch(batch_size))
 
 
 def classifier_data(preprocessor, texts, labels):
@@ -134,7 +154,8 @@ def main():
     parser.add_argument("--rate", type=float, default=0.2,
                         help="fraction of the remaining transformer weights pruned a round")
     parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs a training")
-    parser.add_argument("--pretrain-epochs", type=int, default=12)
+    parser.add_argument("--pretrain-epochs", type=int, default=3,
+                        help=f"epochs over the {MASKINGS} masked copies of the sentences")
     parser.add_argument("--pretrain-lr", type=float, default=2e-3)
     parser.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
     parser.add_argument("--layers", type=int, default=2)
@@ -186,13 +207,7 @@ def main():
         return {k: v[part] for k, v in x.items()}, y[part]
 
     def shuffled(part):
-        # A KerasHub task's `fit` makes arrays into an unshuffled tf.data
-        # pipeline; a seeded, reshuffled one gives every training the same
-        # order of examples in every epoch, different between epochs.
-        import tensorflow as tf
-
-        return (tf.data.Dataset.from_tensor_slices(split(part))
-                .shuffle(args.train, seed=args.seed, reshuffle_each_iteration=True).batch(32))
+        return _batches(split(part), 32, args.train, args.seed)
 
     def compiled(model):
         settings = kl.fast_compile_settings()
