@@ -11,10 +11,20 @@ import importlib.util
 import os
 import sys
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     backend = _flag_value(argv, "--backend")
+    # Refused here, as argparse would: Keras fails on its first import otherwise,
+    # with a traceback from inside Keras.
+    for where, name in (("--backend", backend), ("KERAS_BACKEND", os.environ.get("KERAS_BACKEND"))):
+        if name is not None and name not in BACKENDS:
+            raise SystemExit(f"keras-lottery: expected {where} among {', '.join(BACKENDS)}. "
+                             f"Received: {name!r}")
+        if name is not None:
+            break
     if backend:
         os.environ["KERAS_BACKEND"] = backend
     elif "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:

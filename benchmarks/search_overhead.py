@@ -25,8 +25,8 @@ import keras
 
 import keras_lottery as kl
 from keras_lottery.models import lenet_300_100
-from keras_lottery import callbacks as search_callbacks
-from keras_lottery import training as search_training
+from keras_lottery.search import callbacks as search_callbacks
+from keras_lottery.search import training as search_training
 from vs_pytorch_loop import (  # the same data and settings
     compile_settings, load, steps_per_execution)
 

@@ -1,4 +1,4 @@
-"""How much faster a structured ticket runs once `keras_lottery.shrink` removes its units.
+"""How much faster a structured ticket runs once `keras_lottery.structured.shrink` removes its units.
 
 Two cases, as issue 10 asks:
 
@@ -10,9 +10,9 @@ Two cases, as issue 10 asks:
   only the inputs of removed filters.
 
 The kept units are drawn at random (the speed does not depend on which) and
-set as masks with `keras_lottery.structured_pruning.remove_units`; the
+set as masks with `keras_lottery.structured.unit_masks.remove_units`; the
 dense model is `keras_lottery.strip()` of the model before pruning and the
-shrunk one `keras_lottery.shrink()` of the pruned one (the script checks
+shrunk one `keras_lottery.structured.shrink()` of the pruned one (the script checks
 that their predictions match the masked model's). Both are plain Keras.
 
 For each backend (one subprocess each: the backend is fixed at import) it
@@ -132,8 +132,8 @@ def pruned(name, keep, multiple=1, seed=0):
     import numpy as np
 
     import keras_lottery as kl
-    from keras_lottery import structured_pruning
-    from keras_lottery.unit_groups import unit_groups
+    from keras_lottery.structured import unit_masks as structured_pruning
+    from keras_lottery.structured.unit_groups import unit_groups
 
     model = kl.models.lenet_300_100() if name == "lenet" else kl.models.conv4()
     dense = kl.strip(model)

@@ -1,120 +1,174 @@
 """Writes docs/api.md from the public names' signatures and docstrings.
 
-    python docs/build_api.py
+    KERAS_BACKEND=jax python docs/build_api.py
+
+The public names are the ones `keras_lottery/__init__.py` exports: its
+`_NAMES` (grouped here by subpackage) and the masked layers it imports. Its
+module attributes (`_MODULES`, and the `layers`, `metrics` and `schedules`
+modules it imports) get one line each; the few whose functions users call
+directly are documented in full, with the names listed in `DOCUMENTED`.
+Nothing else is read, so an internal module never reaches the reference.
 """
 
-import importlib
 import inspect
 import pathlib
 import re
+import sys
 
-MODULES = [
-    ("keras_lottery.layers", ["MaskedLayer", "PrunableWeight",
-                              "MaskedDense", "MaskedEinsumDense", "MaskedEmbedding",
-                              "MaskedConv1D", "MaskedConv2D", "MaskedConv3D",
-                              "MaskedConv1DTranspose", "MaskedConv2DTranspose",
-                              "MaskedConv3DTranspose", "MaskedDepthwiseConv1D",
-                              "MaskedDepthwiseConv2D", "MaskedSeparableConv1D",
-                              "MaskedSeparableConv2D", "MaskedLSTM", "MaskedGRU",
-                              "MaskedSimpleRNN", "MaskedConvLSTM1D", "MaskedConvLSTM2D",
-                              "MaskedConvLSTM3D", "MaskedMultiHeadAttention",
-                              "MaskedGroupQueryAttention"]),
-    ("keras_lottery.conversion", ["prunable", "strip", "copy_model", "copy_variables"]),
-    ("keras_lottery.pruning", ["magnitude_prune", "global_magnitude_prune", "score_prune",
-                               "global_score_prune", "erk_densities", "random_prune",
-                               "random_masks_like", "rates_for_densities", "prune_count",
-                               "keep_count", "density", "PruneRates", "WeightInfo",
-                               "validate_masks"]),
-    ("keras_lottery.criteria", ["Criterion", "large_final", "large_init", "magnitude_increase",
-                                "movement", "random_scores", "after_training_scores",
-                                "inverted", "signed_constant"]),
-    ("keras_lottery.saliency", ["snip_scores", "grasp_scores", "synflow_scores",
-                                "scores_at_initialization", "prune_at_initialization"]),
-    ("keras_lottery.autodiff", ["gradient", "hessian_gradient_product"]),
-    ("keras_lottery.masks", ["get_weights", "set_weights", "get_masks", "apply_masks",
-                             "masked_layers", "rates_for", "weight_infos", "layer_labels"]),
-    ("keras_lottery.sparsity", ["sparsity_report", "SparsityReport", "unmasked_layers",
-                                "unmasked_weights", "warn_unmasked"]),
-    ("keras_lottery.ticket_search", ["TicketSearch"]),
-    ("keras_lottery.search_config", ["SearchConfig", "check_settings", "fit_settings",
-                                     "best_function"]),
-    ("keras_lottery.search_checks", ["prepared_model", "check_plan", "check_monitor",
-                                     "check_rewind_step", "check_fresh_initialization"]),
-    ("keras_lottery.progress", ["Progress"]),
-    ("keras_lottery.planning", ["iterative_masks", "one_shot_masks", "chosen_at",
-                                "densities", "densities_at", "global_rate", "one_shot_floor"]),
-    ("keras_lottery.training", ["Trainer", "FreshOptimizer", "check_exact_zeros", "seed_for"]),
-    ("keras_lottery.run_directory", ["SearchStore", "RunDirectory", "MemoryDirectory",
-                                     "load_result", "load_masks"]),
-    ("keras_lottery.transfer", ["as_mask_sets", "check_alone", "full_mask_sets",
-                                "fingerprint"]),
-    ("keras_lottery.structures", ["Structure", "as_structure", "plan", "StructurePlan"]),
-    ("keras_lottery.unit_groups", ["unit_groups", "UnitGroup", "Slice"]),
-    ("keras_lottery.structured_pruning", ["structured_masks", "one_shot_structured",
-                                          "random_structured_like", "remove_units",
-                                          "alive_units", "unit_scores", "top_units",
-                                          "pattern_prune", "start_units"]),
-    ("keras_lottery.shrink", ["shrink", "shrink_report", "GroupReport"]),
-    ("keras_lottery.early_bird", ["EarlyBird"]),
-    ("keras_lottery.export", ["load_ticket", "export_ticket", "write_model_config"]),
-    ("keras_lottery.run_lock", ["held", "RunBusyError"]),
-    ("keras_lottery.resume", ["fingerprint", "differences", "explain", "first_difference",
-                               "architecture", "data_fingerprint"]),
-    ("keras_lottery.results", ["SearchResult", "RoundRecord"]),
-    ("keras_lottery.aggregate", ["aggregate", "AggregateResult", "AggregateRecord", "Spread"]),
-    ("keras_lottery.distribution", ["data_parallel", "describe", "batch_replicas",
-                                    "check_supported", "check_batches", "tf_strategy"]),
-    ("keras_lottery.state", ["snapshot", "restore", "fresh_initialization", "state_variables"]),
-    ("keras_lottery.callbacks", ["PeriodicEvaluation", "CaptureState", "IterationCounter",
-                                 "Reseed"]),
-    ("keras_lottery.evaluation", ["evaluate"]),
-    ("keras_lottery.speed", ["fast_compile_settings", "FASTEST_JIT_COMPILE"]),
-    ("keras_lottery.schedules", ["LinearWarmup", "step_decay"]),
-    ("keras_lottery.presets", ["Preset", "PRESETS", "get"]),
-    ("keras_lottery.models", None),
-    ("keras_lottery.datasets", None),
-    ("keras_lottery.text", ["text_splits", "text_file", "jargon", "tiny_shakespeare",
-                            "read_text", "Vocabulary", "TextSplits"]),
-    ("keras_lottery.metrics", ["BitsPerCharacter", "Perplexity"]),
-    ("keras_lottery.plots", ["accuracy_curves", "early_stop", "save_figures"]),
-]
+import keras_lottery
+
+# A title per subpackage of `_NAMES`, in the order the sections appear. A new
+# subpackage in `_NAMES` stops the build until it has a title here.
+SECTIONS = {
+    "layers": "Masked layers",
+    "masking": "Masks on a model",
+    "pruning": "Which weights to prune",
+    "structured": "Structured tickets",
+    "search": "The ticket search",
+    "runtime": "Devices and compilation",
+}
+
+# Module attributes users call directly: `kl.<module>.<name>`. None: every
+# public class and function the module itself defines.
+DOCUMENTED = {
+    "models": None,
+    "datasets": None,
+    "text": ["text_splits", "text_file", "jargon", "tiny_shakespeare", "read_text",
+             "Vocabulary", "TextSplits"],
+    "metrics": ["BitsPerCharacter", "Perplexity"],
+    "schedules": ["LinearWarmup", "step_decay"],
+    "presets": ["PRESETS", "get"],
+    "plots": ["accuracy_curves", "early_stop", "save_figures"],
+    "criteria": ["CRITERIA", "Criterion"],
+    "state": ["snapshot", "restore"],
+    "results": ["RECORD_KINDS"],
+}
+
+# Imported with the package (a saved masked model names them), not through `_MODULES`.
+EAGER_MODULES = ("layers", "metrics", "schedules")
 
 
-def entry(name, obj):
-    if isinstance(obj, dict):
-        return f"### `{name}`\n\n`{', '.join(sorted(obj))}`\n"
+# Dotted paths the reference could not spell publicly, to name when it is written.
+UNRESOLVED = set()
+
+
+def public_path(match) -> str:
+    """`keras_lottery.a.b.name` as a reader reaches it: `kl.name` for a public
+    name, else through the longest module the package exposes (`kl.text.x`)."""
+    path = match.group(0)
+    parts = path.split(".")
+    if parts[-1] in keras_lottery._WHERE or parts[-1].startswith("Masked"):
+        return f"kl.{parts[-1]}"
+    aliases = {f"keras_lottery.{name}": name for name in EAGER_MODULES}
+    aliases.update({module: name for name, module in keras_lottery._MODULES.items()})
+    for end in range(len(parts), 1, -1):
+        module = ".".join(parts[:end])
+        if module in aliases:
+            return ".".join(["kl", aliases[module], *parts[end:]])
+    UNRESOLVED.add(path)
+    return path
+
+
+def first_paragraph(obj) -> str:
+    text = (inspect.getdoc(obj) or "").split("\n\n")[0]
+    return re.sub(r"\bkeras_lottery(?:\.\w+)+", public_path, text)
+
+
+def signature_of(obj) -> str:
     try:
-        # Default functions print with their address, which changes every run.
-        signature = re.sub(r" at 0x[0-9a-f]+", "", str(inspect.signature(obj)))
+        text = str(inspect.signature(obj))
     except (TypeError, ValueError):
-        signature = ""
-    doc = inspect.getdoc(obj) or ""
-    lines = [f"### `{name}{signature}`", "", doc.split("\n\n")[0], ""]
+        return ""
+    # Default functions print with their address, which changes every run; a
+    # type reads as its bare name, not as the internal module that defines it.
+    text = re.sub(r" at 0x[0-9a-f]+", "", text)
+    if inspect.isclass(obj):
+        text = text.removesuffix(" -> None")  # A dataclass's generated __init__.
+    return re.sub(r"\b(?:keras_lottery|collections\.abc|typing)(?:\.\w+)*\.(\w+)", r"\1", text)
+
+
+def entry(title, obj, documented):
+    """The Markdown of one name: its signature, its docstring's first paragraph
+    and, for a class, a line per public method."""
+    if id(obj) in documented:
+        return f"### `{title}`\n\nThe same as `{documented[id(obj)]}`.\n"
+    if isinstance(obj, dict):
+        return f"### `{title}`\n\n`{', '.join(sorted(obj))}`\n"
+    if isinstance(obj, (tuple, list, frozenset, set, str, int, float)):
+        return f"### `{title}`\n\n`{obj!r}`\n"
+    documented[id(obj)] = title
+    lines = [f"### `{title}{signature_of(obj)}`", "", first_paragraph(obj), ""]
     if inspect.isclass(obj):
         for method, member in vars(obj).items():
             if not method.startswith("_") and callable(member) and getattr(member, "__doc__", None):
-                summary = inspect.getdoc(member).split("\n\n")[0].replace("\n", " ")
+                summary = first_paragraph(member).replace("\n", " ")
                 lines.append(f"- `{method}`: {summary}")
         lines.append("")
     return "\n".join(lines)
 
 
+def public_sections():
+    """`{title: [public name, ...]}` from `keras_lottery`'s exports."""
+    sections = {title: [] for title in SECTIONS.values()}
+    # The protocol first, then the twins.
+    sections[SECTIONS["layers"]] = sorted(
+        (n for n in keras_lottery.__all__ if n.startswith("Masked")),
+        key=lambda n: (n != "MaskedLayer", n))
+    for module, names in keras_lottery._NAMES.items():
+        subpackage = module.split(".")[1]
+        if subpackage not in SECTIONS:
+            raise SystemExit(f"build_api.py: give the subpackage {subpackage!r} of {module} a "
+                             "title in SECTIONS")
+        sections[SECTIONS[subpackage]] += names
+    return sections
+
+
+def module_names(module, names):
+    if names is not None:
+        return names
+    return [n for n in getattr(module, "__all__", dir(module)) if not n.startswith("_")
+            and getattr(getattr(module, n), "__module__", "").startswith(module.__name__)]
+
+
 def main():
+    documented = {}
     parts = ["# API reference", "",
-             "Generated by `python docs/build_api.py` from the docstrings; the full text is in "
-             "the source.", ""]
-    for module_name, names in MODULES:
-        module = importlib.import_module(module_name)
-        parts += [f"## `{module_name}`", "", (inspect.getdoc(module) or "").split("\n\n")[0], ""]
-        if names is None:
-            names = [n for n in getattr(module, "__all__", dir(module)) if not n.startswith("_")
-                     and getattr(getattr(module, n), "__module__", "").startswith(module_name)]
+             "Generated by `python docs/build_api.py` from the docstrings (the first paragraph of "
+             "each; the full text is in the source). Every name here is reached from the package, "
+             "`import keras_lottery as kl`: `kl.prunable`, `kl.text.text_file`. Other modules are "
+             "internal and may change between versions.", ""]
+    for title, names in public_sections().items():
+        parts += [f"## {title}", ""]
         for name in names:
-            parts.append(entry(name, getattr(module, name)))
+            parts.append(entry(f"kl.{name}", getattr(keras_lottery, name), documented))
+
+    modules = sorted({*keras_lottery._MODULES, *EAGER_MODULES})
+    missing = [name for name in DOCUMENTED if name not in modules]
+    if missing:
+        raise SystemExit(f"build_api.py: DOCUMENTED names modules the package does not "
+                         f"export: {missing}")
+    parts += ["## Modules", "",
+              "Modules reachable as attributes of the package, most kept for code written "
+              "before the package was grouped into subpackages; the ones documented below "
+              "hold functions to call directly.", ""]
+    for name in modules:
+        summary = first_paragraph(getattr(keras_lottery, name)).replace("\n", " ")
+        more = f" [Below](#kl{name})." if name in DOCUMENTED else ""
+        parts.append(f"- `kl.{name}`: {summary}{more}")
+    parts.append("")
+    for name, names in DOCUMENTED.items():
+        module = getattr(keras_lottery, name)
+        parts += [f"## `kl.{name}`", "", first_paragraph(module), ""]
+        for member in module_names(module, names):
+            parts.append(entry(f"kl.{name}.{member}", getattr(module, member), documented))
+
+    if UNRESOLVED:
+        print("build_api.py: internal paths in docstrings, with no public spelling: "
+              + ", ".join(sorted(UNRESOLVED)), file=sys.stderr)
     path = pathlib.Path(__file__).with_name("api.md")
     path.write_text("\n".join(parts).rstrip() + "\n")
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

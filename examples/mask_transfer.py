@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 
 import keras_lottery as kl
-from keras_lottery.run_directory import RunDirectory, load_masks
+from keras_lottery.search.run_directory import RunDirectory, load_masks
 
 
 def main():

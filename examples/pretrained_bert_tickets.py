@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 import keras_lottery as kl
-from keras_lottery.text import read_text
+from keras_lottery.data.text import read_text
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MASKINGS = 4  # Copies of the pretraining sentences, each with its own masked tokens.
@@ -115,7 +115,8 @@ def pretrain(keras_hub, texts, vocabulary, args, folder):
         mask_selection_length=max(4, args.sequence_length // 6))
     keras.utils.set_random_seed(args.seed)
     x, y, weights = preprocessor(np.array(texts * MASKINGS))
-    data = _batches((x, y, weights), 64, len(texts) * MASKINGS, args.seed)
+    size = len(texts) * MASKINGS
+    data = _batches((x, y, weights), 64, size, args.seed, args.pretrain_epochs)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=args.layers, num_heads=args.heads,
         hidden_dim=args.width, intermediate_dim=2 * args.width,
@@ -123,21 +124,33 @@ def pretrain(keras_hub, texts, vocabulary, args, folder):
     masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
     masked_lm.compile(optimizer=keras.optimizers.AdamW(args.pretrain_lr, weight_decay=0.01),
                       weighted_metrics=["sparse_categorical_accuracy"])
-    history = masked_lm.fit(data, epochs=args.pretrain_epochs, verbose=2 if args.verbose else 0)
+    history = masked_lm.fit(data, epochs=args.pretrain_epochs, steps_per_epoch=size // 64,
+                            verbose=2 if args.verbose else 0)
     folder.mkdir(parents=True, exist_ok=True)
     backbone.save_to_preset(folder)
     tokenizer.save_to_preset(folder)
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
-def _batches(data, batch_size, size, seed):
-    """`data` in shuffled batches, the same order in every run with `seed`: a
-    KerasHub task's `fit` makes arrays into an unshuffled `tf.data` pipeline."""
+def _batches(data, batch_size, size, seed, epochs):
+    """`data` in shuffled batches for `epochs` epochs of `size // batch_size` steps.
+
+    A KerasHub task's `fit` makes arrays into an unshuffled `tf.data` pipeline,
+    so the order is drawn here: a new permutation per epoch, under `seed`, laid
+    out in advance. Every `fit` given this dataset reads it from its start, so
+    each training sees the same batches however many trained before it in the
+    process: a search resumed after a kill trains as the uninterrupted one did.
+    (A `shuffle(..., reshuffle_each_iteration=True)` would carry its state from
+    one training to the next.) Pass `steps_per_epoch=size // batch_size`.
+    """
     import tensorflow as tf
 
-    return (tf.data.Dataset.from_tensor_slices(keras.tree.map_structure(
-        keras.ops.convert_to_numpy, data))
-            .shuffle(size, seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(size) for _ in range(epochs)])
+    arrays = keras.tree.map_structure(keras.ops.convert_to_numpy, data)
+    return tf.data.Dataset.from_tensor_slices(order).batch(
+        batch_size, drop_remainder=True).map(
+        lambda rows: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays))
 
 
 def classifier_data(preprocessor, texts, labels):
@@ -207,7 +220,7 @@ def main():
         return {k: v[part] for k, v in x.items()}, y[part]
 
     def shuffled(part):
-        return _batches(split(part), 32, args.train, args.seed)
+        return _batches(split(part), 32, args.train, args.seed, args.epochs)
 
     def compiled(model):
         settings = kl.fast_compile_settings()
@@ -227,7 +240,8 @@ def main():
         classifier, initial_weights="current", rounds=args.rounds, prune_rates=rates,
         budget="global", controls=["random_pruning"], validation_data=split(val),
         test_data=split(test), directory=out / "search", seed=args.seed,
-        verbose=1 if args.verbose else 0, epochs=args.epochs)
+        verbose=1 if args.verbose else 0, epochs=args.epochs,
+        steps_per_epoch=args.train // 32)
     result = search.run(shuffled(train))
     (out / "result.csv").write_text(result.to_csv())
 
@@ -239,6 +253,7 @@ def main():
             keras_hub.models.BertBackbone.from_config(config), num_classes=2,
             preprocessor=None))
         scratch.fit(shuffled(train), validation_data=split(val), verbose=0, epochs=args.epochs,
+                    steps_per_epoch=args.train // 32,
                     callbacks=[keras.callbacks.EarlyStopping(restore_best_weights=True,
                                                              patience=args.epochs)])
         scratch_file.write_text(json.dumps(

@@ -1,42 +1,23 @@
 """keras-lottery: lottery-ticket pruning for Keras 3 on TensorFlow, JAX and PyTorch.
 
-Masked layers, conversion of a Keras model to them and back, pruning as pure
-functions over `{variable_path: array}` dicts (weight by weight, or whole
-neurons, filters and heads that `shrink` removes for real), pruning criteria (after
-training, and at initialization: SNIP, GraSP, SynFlow), masks in and out of
-a model, and `TicketSearch`, the train-prune-rewind loop through `model.fit`.
+The public names are the ones below; `docs/architecture.md` maps the package.
+Masked layers (`layers`), masks on a model (`masking`), which weights to prune
+(`pruning`, pure functions over `{variable_path: array}` dicts, and its
+criteria), whole neurons, filters and heads (`structured`), and `TicketSearch`,
+the train-prune-rewind loop through `model.fit` (`search`).
+
+Only the masked layers (with the model masked in place, and the schedules and
+metrics a saved model may name) are imported with the package, so that
+`keras.saving.load_model` finds them; everything else loads on first use,
+which keeps `keras-lottery --help` quick.
 """
 
-from keras_lottery import (
-    aggregate,
-    callbacks,
-    conversion,
-    criteria,
-    datasets,
-    distribution,
-    early_bird,
-    export,
-    layers,
-    metrics,
-    models,
-    plots,
-    presets,
-    pruning,
-    saliency,
-    schedules,
-    sparsity,
-    speed,
-    shrink as shrinking,
-    state,
-    structured_pruning,
-    structures,
-    text,
-    transfer,
-    unit_groups,
-)
-from keras_lottery.criteria import Criterion
-from keras_lottery.conversion import prunable, strip
-from keras_lottery.distribution import data_parallel
+import importlib
+
+# Registered with Keras on import: a saved masked model needs them to load
+# (`layers.in_place` registers the model of a model masked in place).
+from keras_lottery import layers, metrics, schedules
+from keras_lottery.layers import in_place as _in_place  # noqa: F401
 from keras_lottery.layers import (
     MaskedConv1D,
     MaskedConv1DTranspose,
@@ -64,36 +45,76 @@ from keras_lottery.layers import (
     MaskedSimpleRNN,
     MaskedSimpleRNNCell,
 )
-from keras_lottery.masks import (
-    apply_masks,
-    get_masks,
-    get_weights,
-    masked_layers,
-    rates_for,
-    set_weights,
-    weight_infos,
-)
-from keras_lottery.sparsity import SparsityReport, sparsity_report, unmasked_layers
-from keras_lottery.speed import fast_compile_settings
-from keras_lottery.pruning import (
-    PruneRates,
-    density,
-    erk_densities,
-    global_magnitude_prune,
-    global_score_prune,
-    magnitude_prune,
-    prune_count,
-    random_masks_like,
-    random_prune,
-    rates_for_densities,
-    score_prune,
-)
-from keras_lottery.aggregate import AggregateResult
-from keras_lottery.early_bird import EarlyBird
-from keras_lottery.export import export_ticket, load_ticket
-from keras_lottery.shrink import shrink, shrink_report
-from keras_lottery.structures import Structure
-from keras_lottery.results import RoundRecord, SearchResult
-from keras_lottery.ticket_search import SearchConfig, TicketSearch
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_NAMES = {
+    "keras_lottery.masking.conversion": ["prunable", "strip", "copy_model", "copy_variables"],
+    "keras_lottery.masking.masks": [
+        "apply_masks", "get_masks", "get_weights", "masked_layers", "rates_for",
+        "set_weights", "weight_infos"],
+    "keras_lottery.masking.sparsity": ["SparsityReport", "sparsity_report", "unmasked_layers"],
+    "keras_lottery.pruning.rules": [
+        "PruneRates", "density", "erk_densities", "global_magnitude_prune",
+        "global_score_prune", "magnitude_prune", "prune_count", "random_masks_like",
+        "random_prune", "rates_for_densities", "score_prune"],
+    "keras_lottery.pruning.criteria": ["Criterion"],
+    "keras_lottery.pruning.saliency": ["prune_at_initialization"],
+    "keras_lottery.structured.structures": ["Structure"],
+    "keras_lottery.structured.shrink": ["shrink", "shrink_report"],
+    "keras_lottery.structured.early_bird": ["EarlyBird"],
+    "keras_lottery.search.ticket_search": ["TicketSearch"],
+    "keras_lottery.search.results": ["RoundRecord", "SearchResult"],
+    "keras_lottery.search.aggregate": ["AggregateResult"],
+    "keras_lottery.search.export": ["export_ticket", "load_ticket"],
+    "keras_lottery.search.run_directory": ["load_result", "load_masks"],
+    "keras_lottery.runtime.distribution": ["data_parallel"],
+    "keras_lottery.runtime.speed": ["fast_compile_settings"],
+}
+# Modules reachable as attributes (`kl.text.text_splits`), under the names
+# they had before the package was grouped into subpackages.
+_MODULES = {
+    "aggregate": "keras_lottery.search.aggregate",
+    "callbacks": "keras_lottery.search.callbacks",
+    "conversion": "keras_lottery.masking.conversion",
+    "criteria": "keras_lottery.pruning.criteria",
+    "datasets": "keras_lottery.data.datasets",
+    "distribution": "keras_lottery.runtime.distribution",
+    "early_bird": "keras_lottery.structured.early_bird",
+    "export": "keras_lottery.search.export",
+    "models": "keras_lottery.models",
+    "plots": "keras_lottery.plots",
+    "presets": "keras_lottery.presets",
+    "pruning": "keras_lottery.pruning",
+    "results": "keras_lottery.search.results",
+    "saliency": "keras_lottery.pruning.saliency",
+    "shrinking": "keras_lottery.structured.shrink",
+    "sparsity": "keras_lottery.masking.sparsity",
+    "speed": "keras_lottery.runtime.speed",
+    "state": "keras_lottery.search.state",
+    "structured_pruning": "keras_lottery.structured.unit_masks",
+    "structures": "keras_lottery.structured.structures",
+    "text": "keras_lottery.data.text",
+    "transfer": "keras_lottery.search.transfer",
+    "unit_groups": "keras_lottery.structured.unit_groups",
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
+
+__all__ = sorted([*_WHERE, *_MODULES, "layers", "metrics", "schedules",
+                  *(name for name in dir() if name.startswith("Masked"))])
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    else:
+        raise AttributeError(f"module 'keras_lottery' has no attribute {name!r}")
+    globals()[name] = value  # Looked up once.
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

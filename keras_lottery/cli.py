@@ -21,13 +21,15 @@ import os
 import pathlib
 import sys
 
-from keras_lottery.criteria import CRITERIA, Criterion
-from keras_lottery.export import FORMS
-from keras_lottery.planning import BUDGETS
-from keras_lottery.results import SearchResult, csv_text
-from keras_lottery.run_lock import RunBusyError
-from keras_lottery.search_config import CONTROLS
-from keras_lottery.structures import SCORES, as_structure
+from keras_lottery import presets
+from keras_lottery.pruning.criteria import Criterion
+from keras_lottery.pruning.rules import PruneRates
+from keras_lottery.search.export import FORMS
+from keras_lottery.search.results import SearchResult, csv_text
+from keras_lottery.search.run_lock import RunBusyError
+from keras_lottery.search.settings import FLAGGED
+from keras_lottery.presets import TRAINING_SETTINGS
+from keras_lottery.structured.structures import SCORES, as_structure
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -44,66 +46,40 @@ def parser() -> argparse.ArgumentParser:
     what = run.add_argument_group("what to search: a preset, or a network and a data set")
     what.add_argument("--preset", help="a preset name (see --list-presets)")
     what.add_argument("--network", help="a keras_lottery.models name")
-    what.add_argument("--dataset", help="a keras_lottery.datasets name")
+    what.add_argument("--dataset", help="a data set name (keras_lottery.datasets.load)")
     what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     how = run.add_argument_group("settings (override the preset's)")
-    how.add_argument("--rounds", type=_integer(1), help="pruned rounds after the dense one")
+    # Flags spelled as the settings, with their help: `search.settings.SETTINGS`
+    # and `presets.TRAINING_SETTINGS`, declared there once.
+    for setting in (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag)):
+        _add_flag(how, setting)
+    # Spelled otherwise here: parts of a setting, or not settings of a search.
     how.add_argument("--rate", type=_fraction("[0, 1)"),
-                     help="fraction of remaining weights pruned per round")
+                     help="fraction of remaining weights pruned per round (prune_rates)")
     how.add_argument("--output-rate", type=_fraction("[0, 1)"), help="rate of the output layer")
-    how.add_argument("--global", dest="global_pruning", action="store_true", default=None,
-                     help="global pruning (the same as --budget global)")
-    how.add_argument("--budget", choices=BUDGETS,
-                     help="how layers share a density (default: the preset's)")
-    how.add_argument("--criterion", choices=CRITERIA, default="large_final",
-                     help="which weights a round keeps; snip, grasp and synflow prune at "
-                          "initialization and need --one-shot")
-    how.add_argument("--score-examples", type=_integer(1), default=256,
-                     help="training examples snip and grasp score on")
-    how.add_argument("--synflow-iterations", type=_integer(1), default=100,
-                     help="steps synflow prunes in to each density")
-    how.add_argument("--grasp-temperature", type=_positive, default=200.0)
-    how.add_argument("--structure", type=_structure,
-                     help="what a round prunes: unstructured (default), neurons, filters, "
-                          "units (both), heads, N:M such as 2:4, or blocks:RxC")
+    how.add_argument("--score-examples", type=_integer(1),
+                     help="training examples snip and grasp score on (default 256)")
+    how.add_argument("--synflow-iterations", type=_integer(1),
+                     help="steps synflow prunes in to each density (default 100)")
+    how.add_argument("--grasp-temperature", type=_positive, help="(default 200)")
     how.add_argument("--structure-score", choices=SCORES,
                      help="how units are scored: l1 (default), l2, bn_gamma")
-    how.add_argument("--one-shot", type=_fraction("(0, 1)"), nargs="+", metavar="DENSITY",
-                     help="prune once, straight to each of these densities")
-    how.add_argument("--rewind-step", type=_integer(0), help="rewind to this iteration (0: θ0)")
     how.add_argument("--transfer-from", metavar="RUN_DIRECTORY",
                      help="instead of pruning, train the ticket masks found by the search in "
                           "RUN_DIRECTORY (on another data set), one round each")
     how.add_argument("--transfer-rounds", type=_integer(1), nargs="+", metavar="ROUND",
                      help="with --transfer-from: these of its rounds only (default: all)")
-    how.add_argument("--controls", nargs="+", choices=CONTROLS,
-                     default=[], help="controls to train beside each round")
-    how.add_argument("--iterations", type=_integer(1),
-                     help="training iterations per round, rounded up to whole epochs")
-    how.add_argument("--batch-size", type=_integer(1))
-    how.add_argument("--learning-rate", type=_positive)
-    how.add_argument("--sequence-length", type=_integer(1),
-                     help="tokens per window (language-model presets)")
-    how.add_argument("--dropout", type=_fraction("[0, 1)"),
-                     help="dropout rate after hidden dense layers (language models: after "
-                     "the embeddings and each attention, feed-forward or LSTM layer)")
-    how.add_argument("--eval-every", type=_integer(1), help="iterations between evaluations")
-    how.add_argument("--test-curves", action="store_true",
-                     help="evaluate the test set at every point too (test accuracy curves); "
-                          "by default only at the early-stop point and at the end")
     how.add_argument("--jit-compile", choices=("fast", "true", "false", "auto"), default="fast",
                      help="compile setting: fast, the backend's fastest as measured (XLA on "
                           "TensorFlow, torch.compile on torch); or as model.compile takes it")
     how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
-    how.add_argument("--seed", type=_integer(0), help="the search's seed (default 0)")
     how.add_argument("--seeds", type=_integer(0), nargs="+", metavar="SEED",
                      help="one search per seed, each in OUT/seed_<SEED>; processes (or "
                      "machines sharing OUT) given the same seeds share them out")
     how.add_argument("--data-parallel", action="store_true",
                      help="train on every device: keras.distribution.DataParallel on JAX, "
                      "tf.distribute.MirroredStrategy on TensorFlow")
-    how.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
 
     report = commands.add_parser(
         "report", help="print a table of saved runs (several seeds: mean and spread)")
@@ -135,13 +111,39 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _add_flag(group, setting):
+    """`--name` for `setting`: parsed by its type, then refused by its own check."""
+    flag = dict(setting.flag)
+    kind = flag.pop("type", None)
+    if kind is not None:
+        parse = {int: _integer(None), float: _number, str: str}[kind]
+        if "nargs" in flag:  # Each value checked as a list of one.
+            flag["type"] = _checked(setting, lambda text: [parse(text)], element=True)
+        else:
+            flag["type"] = _checked(setting, parse)
+    flag.setdefault("default", None)  # Not given: the preset's, else the search's default.
+    group.add_argument("--" + setting.name.replace("_", "-"), dest=setting.name,
+                       help=setting.help, **flag)
+
+
+def _checked(setting, parse, element=False):
+    def check(text):
+        try:
+            value = setting.checked(parse(text))
+            return value[0] if element else value
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    check.__name__ = setting.name  # argparse names the type in its messages.
+    return check
+
+
 def _integer(minimum):
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
         return value
     return parse
@@ -211,9 +213,6 @@ def _needs_backend_switch(backend):
 
 
 def _run(args) -> int:
-    from keras_lottery import presets
-    from keras_lottery.pruning import PruneRates
-
     if args.list_presets:
         for name, preset in presets.PRESETS.items():
             print(f"{name:30} {preset.network} on {preset.dataset}, {preset.optimizer} "
@@ -222,17 +221,14 @@ def _run(args) -> int:
         return 0
     if not args.out:
         raise SystemExit("keras-lottery run: --out DIRECTORY is required")
-    overrides = {k: v for k, v in {
-        "rounds": args.rounds, "iterations": args.iterations, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "dropout": args.dropout,
-        "eval_every": args.eval_every, "global_pruning": args.global_pruning,
-        "sequence_length": args.sequence_length,
-        "budget": args.budget,
-        "jit_compile": {"fast": None, "true": True, "false": False, "auto": "auto"}[
-            args.jit_compile],
-    }.items() if v is not None}
-    if args.one_shot and args.rounds is not None:
-        raise SystemExit("keras-lottery run: give --rounds (iterative) or --one-shot, not both")
+    # The flags given, by setting name: the rest are the preset's or the search's.
+    flagged = (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag))
+    overrides = {s.name: getattr(args, s.name) for s in flagged
+                 if getattr(args, s.name) is not None and s.name not in ("seed", "verbose")}
+    overrides["jit_compile"] = {"fast": None, "true": True, "false": False, "auto": "auto"}[
+        args.jit_compile]
+    if overrides["jit_compile"] is None:
+        del overrides["jit_compile"]
     name = args.preset
     if name is None:
         if not (args.network and args.dataset):
@@ -250,23 +246,26 @@ def _run(args) -> int:
             by_kind["output"] = args.output_rate
         overrides["prune_rates"] = PruneRates(
             base.default if args.rate is None else args.rate, by_kind=by_kind)
-    transfer = _transferred(args)
+    options = {"examples": args.score_examples, "iterations": args.synflow_iterations,
+               "temperature": args.grasp_temperature}
+    if any(v is not None for v in options.values()):
+        overrides["criterion"] = Criterion(
+            args.criterion or "large_final", **{k: v for k, v in options.items() if v is not None})
+    if args.structure_score is not None:
+        if args.structure is None or args.structure.kind == "unstructured":
+            raise SystemExit("keras-lottery run: --structure-score needs --structure (units "
+                             "or blocks to score)")
+        overrides["structure"] = as_structure(args.structure, args.structure_score)
+    if args.transfer_from is not None:
+        overrides["transfer"] = _transferred(args)
+    elif args.transfer_rounds:
+        raise SystemExit("keras-lottery run: --transfer-rounds needs --transfer-from")
     if args.seeds is not None and args.seed is not None:
         raise SystemExit("keras-lottery run: give --seed or --seeds, not both")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f"keras-lottery run: --seeds repeats a seed: {args.seeds}")
-    settings = dict(
-        data_dir=args.data_dir, limit=args.limit, controls=args.controls,
-        one_shot=args.one_shot, rewind_step=args.rewind_step or 0, transfer=transfer,
-        criterion=Criterion(args.criterion, examples=args.score_examples,
-                            iterations=args.synflow_iterations,
-                            temperature=args.grasp_temperature),
-        test_curves=args.test_curves, verbose=args.verbose, **overrides)
-    if args.structure_score is not None and args.structure in (None, "unstructured"):
-        raise SystemExit("keras-lottery run: --structure-score needs --structure (units or "
-                         "blocks to score)")
-    if args.structure is not None or args.structure_score is not None:
-        settings.update(structure=args.structure, structure_score=args.structure_score)
+    settings = dict(data_dir=args.data_dir, limit=args.limit, verbose=args.verbose,
+                    **overrides)
     out = pathlib.Path(args.out)
     if args.seeds is None:
         result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
@@ -294,28 +293,14 @@ def _run(args) -> int:
 
 
 def _transferred(args):
-    """The mask sets of --transfer-from, read and checked before any data loads."""
-    if args.transfer_from is None:
-        if args.transfer_rounds:
-            raise SystemExit("keras-lottery run: --transfer-rounds needs --transfer-from")
-        return None
-    defaults = parser().parse_args(["run"])
-    flags = {"--rounds": "rounds", "--one-shot": "one_shot", "--rate": "rate",
-             "--output-rate": "output_rate", "--budget": "budget", "--global": "global_pruning",
-             "--criterion": "criterion", "--score-examples": "score_examples",
-             "--synflow-iterations": "synflow_iterations",
-             "--grasp-temperature": "grasp_temperature", "--structure": "structure",
-             "--structure-score": "structure_score"}
-    given = {flag: getattr(args, name) if getattr(args, name) != getattr(defaults, name)
-             else None for flag, name in flags.items()}
+    """The mask sets of --transfer-from, read before any data loads. What may
+    not go with them is the search's own rule (`search.settings`)."""
     if args.transfer_rounds and len(set(args.transfer_rounds)) != len(args.transfer_rounds):
         raise SystemExit(f"keras-lottery run: --transfer-rounds repeats a round: "
                          f"{args.transfer_rounds}")
-    from keras_lottery.run_directory import load_masks
-    from keras_lottery.transfer import check_alone
+    from keras_lottery.search.run_directory import load_masks
 
     try:
-        check_alone(given, args.controls)
         found = load_masks(args.transfer_from, rounds=args.transfer_rounds)
     except ValueError as error:
         raise SystemExit(f"keras-lottery run: --transfer-from {args.transfer_from}: "
@@ -329,8 +314,8 @@ def _transferred(args):
 
 def _search(name, args, settings, directory, seed):
     """Runs (or resumes) one search in `directory` and writes its result.csv."""
-    from keras_lottery.distribution import data_parallel
-    from keras_lottery.ticket_search import TicketSearch
+    from keras_lottery.runtime.distribution import data_parallel
+    from keras_lottery.search.ticket_search import TicketSearch
 
     with data_parallel() if args.data_parallel else contextlib.nullcontext():
         search = TicketSearch.from_preset(name, directory=directory, seed=seed, **settings)
@@ -355,7 +340,7 @@ def _closest_preset(network, dataset):
 
 
 def _load(directory):
-    from keras_lottery.run_directory import load_result
+    from keras_lottery.search.run_directory import load_result
 
     try:
         return load_result(directory)
@@ -380,7 +365,7 @@ def _grouped(directories) -> dict:
     Runs that share their settings but also a seed (the same search run twice,
     say on one device and on several) are not averaged: each stays on its own.
     """
-    from keras_lottery.aggregate import same_search_key
+    from keras_lottery.search.aggregate import same_search_key
 
     groups = {}
     for directory in _expand(directories):
@@ -449,8 +434,8 @@ def _export(args) -> int:
     import keras
     import numpy as np
 
-    from keras_lottery.conversion import strip
-    from keras_lottery.export import export_ticket
+    from keras_lottery.masking.conversion import strip
+    from keras_lottery.search.export import export_ticket
 
     for module in args.imports:
         try:

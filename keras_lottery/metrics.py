@@ -11,13 +11,15 @@ import math
 
 import keras
 
+from keras_lottery import checks
+
 
 class _TokenCrossEntropy(keras.metrics.Mean):
     """Mean sparse cross-entropy (nats) over every token of `y_true`."""
 
     def __init__(self, from_logits=True, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.from_logits = bool(from_logits)
+        self.from_logits = checks.boolean("from_logits", from_logits)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         # In float32, as the compiled loss is: float16 logits (mixed precision) would

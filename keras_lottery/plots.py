@@ -10,7 +10,8 @@ bars and bands, as the paper draws its five trials.
 
 import pathlib
 
-from keras_lottery.results import SearchResult, headline_quantity
+from keras_lottery import checks
+from keras_lottery.search.results import SearchResult, headline_quantity
 
 
 def _pyplot():
@@ -127,10 +128,10 @@ def save_figures(results, directory) -> list:
     Returns the paths written: `accuracy_curves.png` (if the search has
     curves) and `early_stop.png`.
     """
+    directory = pathlib.Path(checks.path("directory", directory))
     plt = _pyplot()
     if not isinstance(results, dict):
         results = {"": results}
-    directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     first = next(iter(results.values()))

@@ -10,9 +10,54 @@ import math
 
 import keras
 
-from keras_lottery.pruning import PruneRates
+from keras_lottery import checks
+from keras_lottery.pruning.rules import PruneRates
 from keras_lottery.schedules import LinearWarmup, step_decay
-from keras_lottery.speed import fast_compile_settings
+from keras_lottery.runtime.speed import fast_compile_settings
+from keras_lottery.search.settings import BY_NAME, EXCLUSIVE, SETTINGS, Setting, check_settings
+
+
+def _positive(name, value):
+    return checks.positive(name, value)
+
+
+def _count(name, value):
+    return checks.integer(name, value, 1)
+
+
+def _dropout(name, value):
+    return None if value is None else checks.fraction(name, value, zero=True)
+
+
+def _optimizer(name, value):
+    return checks.choice(name, value, ("adam", "sgd"))
+
+
+def _text_level(name, value):
+    return checks.choice(name, value, ("char", "byte"))
+
+
+def _sequence_length(name, value):
+    return None if value is None else checks.integer(name, value, 1)
+
+
+# A preset's training settings, beside the search's (`search.settings.SETTINGS`):
+# checked here, and the CLI's flags and help made from them.
+TRAINING_SETTINGS = (
+    Setting("iterations", None, "training iterations per round, rounded up to whole epochs",
+            _count, flag=dict(type=int)),
+    Setting("batch_size", None, "examples per iteration", _count, flag=dict(type=int)),
+    Setting("learning_rate", None, "peak learning rate", _positive, flag=dict(type=float)),
+    Setting("optimizer", None, "adam or sgd", _optimizer),
+    Setting("sequence_length", None, "tokens per window (language-model presets)",
+            _sequence_length, flag=dict(type=int)),
+    Setting("dropout", None, "dropout rate after hidden dense layers (language models: after "
+            "the embeddings and each attention, feed-forward or LSTM layer)", _dropout,
+            flag=dict(type=float)),
+    Setting("level", "char", "token level of a text: char or byte", _text_level),
+)
+# The search settings a preset sets; any other one is the search's default.
+SEARCH_FIELDS = ("prune_rates", "rounds", "budget", "eval_every")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +72,7 @@ class Preset:
     iterations: int  # Training iterations per round (rounded up to whole epochs).
     prune_rates: PruneRates  # Fraction of remaining weights pruned per round.
     rounds: int  # Pruned rounds after the dense one.
-    global_pruning: bool = False  # Rank weights across layers (VGG, ResNet).
+    budget: str = "uniform"  # "global": rank weights across layers (VGG, ResNet).
     momentum: float = 0.0  # SGD momentum.
     decay_at: tuple = ()  # Iterations at which the rate is divided by 10.
     warmup_steps: int = 0  # Linear warmup from 0 over this many iterations.
@@ -39,22 +84,18 @@ class Preset:
     level: str = "char"
 
     def __post_init__(self):
-        # Overrides come from users and the CLI: refuse what would train wrong.
-        for name in ("learning_rate", "batch_size", "iterations", "eval_every"):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not 0 < value < math.inf):
-                raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={self.dropout!r}")
-        if self.sequence_length is not None and (
-                isinstance(self.sequence_length, bool) or not isinstance(self.sequence_length, int)
-                or self.sequence_length < 1):
-            raise ValueError(f"Expected `sequence_length` an integer >= 1. Received: "
-                             f"sequence_length={self.sequence_length!r}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(
-                f"Expected `optimizer` 'adam' or 'sgd'. Received: optimizer={self.optimizer!r}")
+        # Overrides come from users and the CLI: refuse what would train wrong,
+        # with the same check as the search or the CLI flag of that name.
+        declared = {s.name: s for s in (*TRAINING_SETTINGS, *SETTINGS)}
+        for field in dataclasses.fields(self):
+            if field.name in declared:
+                value = declared[field.name].checked(getattr(self, field.name))
+                object.__setattr__(self, field.name, value)
+        checks.number("momentum", self.momentum, 0, 1, high_open=True)
+        checks.integer("warmup_steps", self.warmup_steps, 0)
+        checks.integer("validation_size", self.validation_size, 0)
+        if self.rounds is None:
+            raise ValueError("Expected `rounds` an integer >= 1. Received: rounds=None")
 
     def optimizer_instance(self) -> keras.optimizers.Optimizer:
         """A new optimizer with this preset's learning-rate schedule."""
@@ -99,16 +140,16 @@ PRESETS = {
         "conv6", "cifar10", "adam", 2e-4, 60, 30_000, _CONV["conv6"], 20, dropout=0.5),
     # Deep networks (section 4): SGD with momentum, global pruning, warmup.
     "vgg19_cifar10": Preset(
-        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, global_pruning=True,
+        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, budget="global",
         momentum=0.9, decay_at=(56_000, 84_000), warmup_steps=10_000),
     "vgg19_cifar10_no_warmup": Preset(
-        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, global_pruning=True,
+        "vgg19", "cifar10", "sgd", 0.1, 64, 112_000, _GLOBAL_CONV, 20, budget="global",
         momentum=0.9, decay_at=(56_000, 84_000)),
     "resnet18_cifar10": Preset(
-        "resnet18", "cifar10", "sgd", 0.03, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
+        "resnet18", "cifar10", "sgd", 0.03, 128, 30_000, _GLOBAL_CONV, 20, budget="global",
         momentum=0.9, decay_at=(20_000, 25_000), warmup_steps=20_000),
     "resnet18_cifar10_no_warmup": Preset(
-        "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, global_pruning=True,
+        "resnet18", "cifar10", "sgd", 0.1, 128, 30_000, _GLOBAL_CONV, 20, budget="global",
         momentum=0.9, decay_at=(20_000, 25_000)),
     # Not in the paper: MNIST-1D, pruned as LeNet to ~10% in 11 rounds, with
     # the reference's protocol (Greydanus 2020: Adam 1e-2, batch 100, 6,000
@@ -122,7 +163,7 @@ PRESETS = {
     # Not in the paper: character-level language models (Yu et al. 2020 found
     # tickets in LSTM and transformer LMs), sized to train in minutes on a
     # CPU; every kind pruned 20% per round (output 10%), 10 rounds to ~11%.
-    # Text is cut 90/5/5 into windows of `sequence_length` (keras_lottery.text).
+    # Text is cut 90/5/5 into windows of `sequence_length` (keras_lottery.data.text).
     **{f"{network}_{text}": Preset(
         network, text, "adam", 1e-3, 32, 2_000, _LENET, rounds=10, eval_every=200,
         sequence_length=128) for network in ("transformer_lm", "lstm_lm")
@@ -150,15 +191,22 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     `compile` instead), and passes every remaining override to the search.
     `limit` keeps only the first `limit` training examples (for quick runs).
     """
-    from keras_lottery import datasets, models  # Heavy; only when a preset is built.
+    from keras_lottery.data import datasets
+    from keras_lottery import models  # Heavy; only when a preset is built.
 
     fields = {f.name for f in dataclasses.fields(Preset)}
     preset_overrides = {k: overrides.pop(k) for k in list(overrides) if k in fields}
-    if overrides.get("transfer") is not None:  # Before any data loads.
-        from keras_lottery.transfer import check_alone
-
-        check_alone({k: preset_overrides.get(k)
-                     for k in ("rounds", "prune_rates", "global_pruning")})
+    # The search's settings as asked, checked by the search's own rules before any data
+    # loads; the preset's own ones give way to what rules them out (transferred masks:
+    # its ladder; one-shot densities: its rounds), the user's are refused beside them.
+    asked = {k: v for k, v in {**overrides, **preset_overrides}.items() if k in BY_NAME}
+    check_settings(asked)
+    ruled_out = set()
+    if overrides.get("transfer") is not None:
+        ruled_out |= {s.name for s in SETTINGS if s.decides_masks}
+    for setting, excluded in EXCLUSIVE.items():
+        if overrides.get(setting) is not None:
+            ruled_out |= set(excluded)
     preset = get(name, **preset_overrides)
     jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
     language = preset.network in models.LANGUAGE_MODELS
@@ -202,17 +250,14 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     # No held-out set (validation_size=0): no early-stop criterion, final values only.
     validation = splits.validation if len(splits.validation[1]) else None
     settings = dict(
-        rounds=preset.rounds, prune_rates=preset.prune_rates,
-        # An explicit `budget` replaces the preset's global ranking.
-        global_pruning=preset.global_pruning and "budget" not in overrides,
-        eval_every=preset.eval_every if validation is not None else None,
+        **{k: getattr(preset, k) for k in SEARCH_FIELDS
+           if k not in ruled_out or k in preset_overrides},
         validation_data=validation, test_data=splits.test,
         epochs=preset.epochs(len(x)), batch_size=preset.batch_size,
     )
+    if validation is None:
+        settings.pop("eval_every", None)
     if language:  # A resume on another text is refused, naming the characters.
         settings["vocabulary"] = splits.vocabulary
-    if overrides.get("transfer") is not None:  # Given masks: the preset's ladder is moot.
-        for name in ("rounds", "prune_rates", "global_pruning"):
-            settings.pop(name)
     settings.update(overrides)
     return search_class(model, x, y, **settings)

@@ -7,6 +7,8 @@ the paper's "divide by 10 at these iterations" in one call.
 import keras
 from keras import ops
 
+from keras_lottery import checks
+
 
 @keras.saving.register_keras_serializable(package="keras_lottery")
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -31,17 +33,16 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, after, warmup_steps):
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-            raise ValueError(
-                f"Expected `warmup_steps` an integer >= 1. Received: warmup_steps={warmup_steps!r}"
-            )
+        warmup_steps = checks.integer("warmup_steps", warmup_steps, 1)
         if not isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
-            if isinstance(after, bool) or not isinstance(after, (int, float)) or after <= 0:
+            try:
+                after = checks.positive("after", after)
+            except ValueError:
+                # Either of two kinds: the message names both.
                 raise ValueError(
                     "Expected `after` a LearningRateSchedule or a positive learning "
                     f"rate. Received: after={after!r}"
-                )
-            after = float(after)
+                ) from None
         self.after = after
         self.warmup_steps = warmup_steps
 

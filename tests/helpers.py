@@ -1,8 +1,11 @@
-"""Models and conversions the tests share."""
+"""Models, data and checks the tests share."""
 
 import keras
+import numpy as np
+from keras import ops
 
 import keras_lottery as kl
+from keras_lottery.search import state
 
 
 def to_numpy(x):
@@ -227,3 +230,72 @@ class BlockNet(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "classes": self.classes}
+
+
+@keras.saving.register_keras_serializable(package="keras_lottery_tests")
+class Bilinear(kl.MaskedLayer, keras.layers.Layer):
+    """`x W x^T` per example, plus a bias: reads its weight twice per call."""
+
+    prunable_weights = {"w": "dense"}
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], input_shape[-1]), name="w")
+        self.b = self.add_weight(shape=(), initializer="ones", name="b")
+
+    def call(self, x):
+        return ops.sum(ops.matmul(x, self.w) * x, axis=-1, keepdims=True) + self.b
+
+
+# -- a small search: three classes of 12 features, a masked MLP -----------------
+
+_RNG = np.random.default_rng(11)
+X = _RNG.normal(size=(200, 12)).astype("float32")
+Y = (X[:, :4].sum(axis=1) > 0).astype("int32") + (X[:, 4] > 1).astype("int32")
+VAL = (X[:60], Y[:60])
+
+
+def compiled_mlp(seed=0, dropout=0.0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            kl.MaskedDense(40, activation="relu", name="fc1"),
+            keras.layers.Dropout(dropout),
+            kl.MaskedDense(20, activation="relu", name="fc2"),
+            kl.MaskedDense(3, activation="softmax", name="out"),
+        ],
+        name="mlp",
+    )
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def search(model=None, **kwargs):
+    settings = dict(epochs=1, batch_size=20, verbose=0)
+    if kwargs.get("one_shot") is None and kwargs.get("transfer") is None:
+        settings["rounds"] = 2  # One-shot densities and transferred masks set the rounds.
+    settings.update(kwargs)
+    return kl.TicketSearch(model or compiled_mlp(), X, Y, **settings)
+
+
+class RoundStarts(keras.callbacks.Callback):
+    """Records each training's starting state, masks and optimizer."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts, self.masks, self.optimizers = [], [], []
+
+    def on_train_begin(self, logs=None):
+        self.starts.append(state.snapshot(self.model))
+        self.masks.append(kl.get_masks(self.model))
+        self.optimizers.append((self.model.optimizer, int(to_numpy(self.model.optimizer.iterations))))
+
+
+def assert_rewound(weights, theta0, masks, label=""):
+    """Every variable of `theta0` exactly as it was in `weights`, and exactly
+    zero where `masks` prune it: a rewind, not a retraining or a copy close to it."""
+    assert theta0, "no variables to compare"
+    for key, value in theta0.items():
+        expected = value * masks[key] if key in masks else value
+        np.testing.assert_array_equal(weights[key], expected, err_msg=f"{label} {key}".strip())

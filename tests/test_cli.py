@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from keras_lottery import cli
-from keras_lottery.results import SearchResult
+from keras_lottery.search.results import SearchResult
 
 TINY = ["--network", "mlp", "--dataset", "mnist1d", "--rounds", "2", "--iterations", "70",
         "--eval-every", "35", "--limit", "700", "--verbose", "0"]
@@ -30,7 +30,7 @@ def test_run_writes_a_resumable_directory(run_dir):
     saved = json.loads((run_dir / "search.json").read_text())
     assert saved["config"]["rounds"] == 2
     # Compiled the fast way; the test set measured at early stop and at the end only.
-    from keras_lottery.speed import fast_compile_settings
+    from keras_lottery.runtime.speed import fast_compile_settings
 
     assert saved["compile"]["jit_compile"] is fast_compile_settings()["jit_compile"]
     assert saved["config"]["test_curves"] is False
@@ -43,7 +43,7 @@ def test_run_writes_a_resumable_directory(run_dir):
 
 
 def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
-    from keras_lottery.ticket_search import TicketSearch
+    from keras_lottery.search.ticket_search import TicketSearch
 
     original = TicketSearch._train_ticket
 
@@ -81,6 +81,7 @@ def test_run_with_a_criterion_budget_and_ablations(tmp_path):
         cli.main(["run", *tiny, "--criterion", "obd", "--out", str(out)])
 
 
+@pytest.mark.slow  # Compiles with XLA / torch.compile.
 def test_test_curves_and_compile_setting(tmp_path):
     out = tmp_path / "curves"
     tiny = [a if a != "2" else "1" for a in TINY]  # One pruned round.
@@ -101,7 +102,7 @@ def test_a_changed_setting_is_refused(run_dir):
 def test_transfer_from_another_run(run_dir, tmp_path):
     import numpy as np
 
-    from keras_lottery.run_directory import load_masks
+    from keras_lottery.search.run_directory import load_masks
 
     base = ["run", "--network", "mlp", "--dataset", "mnist1d", "--iterations", "35",
             "--eval-every", "35", "--limit", "350", "--verbose", "0", "--seed", "1"]
@@ -149,6 +150,7 @@ def test_clear_errors(tmp_path):
         cli.main(["report", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_console_script_switches_backend(tmp_path):
     """`--backend` takes effect although importing the package imports Keras."""
     other = "jax" if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax" else "torch"
@@ -171,7 +173,7 @@ def test_structured_run_from_the_command_line(tmp_path):
     config = json.loads((out / "search.json").read_text())["config"]
     assert config["structure"] == {"kind": "neurons", "n": None, "m": None, "block": None,
                                    "score": "l2"}
-    from keras_lottery.run_directory import load_masks
+    from keras_lottery.search.run_directory import load_masks
 
     masks = load_masks(out)[2]
     first = next(mask for path, mask in masks.items() if mask.ndim == 2)
@@ -186,3 +188,18 @@ def test_structured_run_from_the_command_line(tmp_path):
     assert first_dense.kernel.shape[-1] == alive.sum()
     with pytest.raises(SystemExit):
         cli.main(["run", *TINY, "--structure", "3:3", "--out", str(tmp_path / "bad")])
+
+
+@pytest.mark.parametrize("argv, environment", [
+    (["run", "--backend", "jaxx", "--out", "x"], None),
+    (["run", "--backend=tf", "--out", "x"], None),
+    (["report", "x"], "pytorch"),
+])
+def test_an_unknown_backend_is_one_message_before_keras_loads(argv, environment, monkeypatch):
+    import keras_lottery_cli
+
+    if environment is not None:
+        monkeypatch.setenv("KERAS_BACKEND", environment)
+    with pytest.raises(SystemExit, match=r"keras-lottery: expected (--backend|KERAS_BACKEND) "
+                                         r"among tensorflow, jax, torch\. Received: '"):
+        keras_lottery_cli.main(argv)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import (
+    Bilinear,
     CallOrderNet,
     attention_zoo,
     conv1d_zoo,
@@ -22,7 +23,7 @@ from helpers import (
 
 import keras_lottery as kl
 from keras_lottery import layers as masked
-from keras_lottery.conversion import copy_variables
+from keras_lottery.masking.conversion import copy_variables
 
 
 def layer_types(model):
@@ -163,6 +164,7 @@ def test_strip_bakes_masks_into_plain_layers(token_batch):
     np.testing.assert_array_equal(to_numpy(stripped(token_batch)), to_numpy(converted(token_batch)))
 
 
+@pytest.mark.slow
 def test_stripped_model_loads_without_keras_lottery(tmp_path, image_batch):
     converted = kl.prunable(conv_sequential())
     kl.apply_masks(converted, kl.magnitude_prune(kl.get_weights(converted), rate=0.5))
@@ -230,7 +232,10 @@ def zoo_inputs(model):
     return x if len(x) > 1 else x[0]
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+# The recurrent model (15 s on JAX, which compiles its loops) in the slow run;
+# test_layers covers each recurrent twin on its own.
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "recurrent" else n for n in sorted(ZOO)])
 def test_zoo_converts_and_strips_exactly(name):
     build, expected = ZOO[name]
     model = randomized(build())
@@ -257,6 +262,7 @@ def test_zoo_converts_and_strips_exactly(name):
         np.testing.assert_array_equal(mask, masks[path])
 
 
+@pytest.mark.slow
 def test_zoo_strips_to_files_that_load_without_keras_lottery(tmp_path):
     outputs = {}
     for name in ("recurrent", "attention"):
@@ -380,8 +386,6 @@ def test_a_subclass_of_a_cell_is_masked_as_itself_and_wrappers_name_what_is_not(
 
 
 def test_strip_refuses_a_masked_layer_of_your_own():
-    from test_masked_layer import Bilinear
-
     inputs = keras.Input((3,))
     model = keras.Model(inputs, Bilinear(name="bilinear")(inputs))
     with pytest.raises(ValueError, match=r"layer 'bilinear' \(Bilinear\), a masked layer of your own"):

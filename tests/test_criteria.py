@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery import criteria, planning, pruning, saliency
+from keras_lottery.pruning import criteria, planning, rules as pruning, saliency
 
 RNG = np.random.default_rng(3)
 W1 = RNG.normal(size=(3, 2)).astype(np.float32)
@@ -194,7 +194,7 @@ def test_budgets_reach_the_target_exactly(budget):
 
 
 def test_autodiff_gives_zeros_for_a_value_that_does_not_reach_fn():
-    from keras_lottery import autodiff
+    from keras_lottery.runtime import autodiff
 
     def fn(tensors):
         return keras.ops.sum(tensors[0] ** 3)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_lottery import datasets
+from keras_lottery.data import datasets
 
 # CI clones the repository beside a copy of shared/, so the data lies at <repo>/../shared/data.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -240,13 +240,13 @@ def test_cifar10_standardize_uses_training_statistics(tmp_path):
     ({"validation_size": -1},
      "Expected `validation_size` in [0, 20). Received: validation_size=-1"),
     ({"validation_size": 2.5},
-     "Expected `validation_size` to be an int. Received: validation_size=2.5"),
+     "Expected `validation_size` an integer. Received: validation_size=2.5"),
     ({"validation_size": True},
-     "Expected `validation_size` to be an int. Received: validation_size=True"),
-    ({"seed": 0.5}, "Expected `seed` to be an int or None. Received: seed=0.5"),
-    ({"format": "torch"}, "Expected `format` in ('numpy', 'tf_data'). Received: format='torch'"),
+     "Expected `validation_size` an integer. Received: validation_size=True"),
+    ({"seed": 0.5}, "Expected `seed` an integer >= 0 or None. Received: seed=0.5"),
+    ({"format": "torch"}, "Expected `format` among 'numpy', 'tf_data'. Received: format='torch'"),
     ({"format": "tf_data", "batch_size": 0},
-     "Expected `batch_size` to be a positive int. Received: batch_size=0"),
+     "Expected `batch_size` an integer >= 1. Received: batch_size=0"),
 ])
 def test_bad_options_name_argument_expected_and_received(tmp_path, kwargs, message):
     tiny_copy(tmp_path)
@@ -264,8 +264,8 @@ def test_load_rejects_unknown_names():
     with pytest.raises(ValueError) as info:
         datasets.load("imagenet")
     assert str(info.value) == (
-        "Expected `name` in ['cifar10', 'fashion_mnist', 'jargon', 'mnist', 'mnist1d', "
-        "'tiny_shakespeare']. "
+        "Expected `name` among 'cifar10', 'fashion_mnist', 'jargon', 'mnist', 'mnist1d', "
+        "'tiny_shakespeare'. "
         "Received: name='imagenet'"
     )
 

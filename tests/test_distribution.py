@@ -17,6 +17,7 @@ BACKEND = keras.backend.backend()
 HERE = pathlib.Path(__file__).parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND == "torch", reason="Keras has no multi-device trainer for torch")
 def test_multi_device_search_matches_one_device(tmp_path):
     # Its own process: the number of host devices is fixed when the backend starts.

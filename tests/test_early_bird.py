@@ -6,7 +6,7 @@ import pytest
 
 import keras_lottery as kl
 from keras_lottery.layers import MaskedDense
-from keras_lottery.pruning import keep_count
+from keras_lottery.pruning.rules import keep_count
 
 
 def _model():

@@ -1,4 +1,4 @@
-"""Tickets rebuilt from a run directory alone (`keras_lottery.export`, `keras-lottery export`)."""
+"""Tickets rebuilt from a run directory alone (`keras_lottery.search.export`, `keras-lottery export`)."""
 
 import json
 import shutil
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery import cli, state
-from keras_lottery.export import export_ticket, load_ticket
-from keras_lottery.pruning import keep_count
+from keras_lottery import cli
+from keras_lottery.search import state
+from keras_lottery.search.export import export_ticket, load_ticket
+from keras_lottery.pruning.rules import keep_count
 
 
 def _mlp():

@@ -10,7 +10,7 @@ import pytest
 from helpers import BLOCK_MASKS, Block, BlockNet, BrokenConfigBlock, block_model, to_numpy
 
 import keras_lottery as kl
-from keras_lottery import autodiff
+from keras_lottery.runtime import autodiff
 from keras_lottery import layers as masked
 
 RNG = np.random.default_rng(0)

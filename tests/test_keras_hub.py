@@ -171,14 +171,15 @@ def test_tasks_are_searched_with_exact_zeros_and_rewinds(build, tmp_path):
         assert np.all(trained[path][~mask] == 0), f"{path} trained through its mask"
 
 
+@pytest.mark.slow  # A KerasHub BERT traced, searched by units and shrunk.
 def test_a_bert_loses_feed_forward_units_for_real_and_keeps_heads_saying_why(tmp_path):
     """Structured tickets inside KerasHub blocks: a search by neurons prunes
     whole feed-forward units (each block's intermediate kernel columns with
     the output kernel's rows), and `shrink` removes them; a block's heads
     are found and masked, but its config derives the head size from the
     number of heads, so `shrink` keeps them and says so."""
-    from keras_lottery.structured_pruning import remove_units
-    from keras_lottery.unit_groups import unit_groups
+    from keras_lottery.structured.unit_masks import remove_units
+    from keras_lottery.structured.unit_groups import unit_groups
 
     task = classifier()
     task.compile(optimizer=keras.optimizers.Adam(1e-3),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery.pruning import PruneRates
+from keras_lottery.pruning.rules import PruneRates
 
 
 def _tiny(network, vocab=12, length=8):
@@ -97,6 +97,7 @@ def test_a_language_model_search_records_bits_per_character(network):
     assert all(not np.any(weights[p][~m]) for p, m in masks.items())
 
 
+@pytest.mark.slow  # A minute: the LM presets built, from Python and the command line.
 def test_language_model_presets_from_python_and_the_command_line(tmp_path, capsys):
     from keras_lottery import cli
 
@@ -132,6 +133,7 @@ def test_language_model_presets_from_python_and_the_command_line(tmp_path, capsy
             kl.TicketSearch.from_preset("mlp_mnist1d", network=network, dataset=dataset)
 
 
+@pytest.mark.slow  # Pretraining, then a search on another text, end to end.
 def test_tickets_of_a_pretrained_language_model_on_another_text(tmp_path):
     # Byte ids: one vocabulary for both texts, so the pretrained model reads the second.
     first = kl.text.text_splits("to be or not to be, that is the question. " * 20,
@@ -158,6 +160,7 @@ def test_tickets_of_a_pretrained_language_model_on_another_text(tmp_path):
         np.testing.assert_array_equal(weights[path], np.where(mask, pretrained_weights[path], 0))
 
 
+@pytest.mark.slow  # Two searches on two texts, to refuse the second.
 def test_resume_on_text_of_another_vocabulary_is_refused_naming_it(tmp_path):
     def search(text):
         splits = kl.text.text_splits(text * 40, sequence_length=8)

@@ -8,7 +8,7 @@ from helpers import to_numpy
 
 import keras_lottery as kl
 from keras_lottery import layers as masked
-from keras_lottery.conversion import copy_variables
+from keras_lottery.masking.conversion import copy_variables
 
 RNG = np.random.default_rng(0)
 

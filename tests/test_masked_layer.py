@@ -4,26 +4,11 @@ and masks are made after build and applied wherever the layer reads them."""
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
-from keras import ops
+from helpers import Bilinear, to_numpy
 
 import keras_lottery as kl
 
 RNG = np.random.default_rng(8)
-
-
-@keras.saving.register_keras_serializable(package="keras_lottery_tests")
-class Bilinear(kl.MaskedLayer, keras.layers.Layer):
-    """`x W x^T` per example, plus a bias: reads its weight twice per call."""
-
-    prunable_weights = {"w": "dense"}
-
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1], input_shape[-1]), name="w")
-        self.b = self.add_weight(shape=(), initializer="ones", name="b")
-
-    def call(self, x):
-        return ops.sum(ops.matmul(x, self.w) * x, axis=-1, keepdims=True) + self.b
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery_tests")

@@ -3,7 +3,7 @@
 import pytest
 
 from keras_lottery import plots
-from keras_lottery.results import RoundRecord, SearchResult
+from keras_lottery.search.results import RoundRecord, SearchResult
 
 
 def fake_result():

@@ -3,10 +3,11 @@
 import keras
 import numpy as np
 import pytest
-from test_ticket_search import RoundStarts, X, Y, compiled_mlp, search
+from helpers import X, Y, RoundStarts, assert_rewound, compiled_mlp, search
 
 import keras_lottery as kl
-from keras_lottery import criteria, planning, pruning, saliency, state
+from keras_lottery.pruning import criteria, planning, rules as pruning, saliency
+from keras_lottery.search import state
 
 
 class RoundEnds(keras.callbacks.Callback):
@@ -73,9 +74,7 @@ def test_pruning_at_initialization_scores_theta0(name):
         assert kept == pruning.keep_count(1340, density)
         assert result.record(r).density == pytest.approx(kept / 1340)
         # Trained from θ0, pruned weights zero.
-        for path, value in starts.starts[r].items():
-            mask = s.masks(r).get(path, 1)
-            np.testing.assert_array_equal(value, theta0[path] * mask)
+        assert_rewound(starts.starts[r], theta0, s.masks(r), f"round {r}")
 
 
 def test_ablation_controls_train_like_the_ticket():
@@ -147,7 +146,7 @@ def test_snip_scores_the_first_batch_of_a_dataset():
 
 
 def test_seeds_of_earlier_kinds_are_unchanged():
-    from keras_lottery.training import seed_for
+    from keras_lottery.search.training import seed_for
 
     assert [seed_for(0, 1, k) for k in ("ticket", "random_reinit", "random_pruning")] == [3, 4, 5]
     assert seed_for(2, 4, "random_pruning") == 2 * 7919 + 12 + 2
@@ -182,9 +181,9 @@ def test_same_seed_same_random_criterion_masks():
 
 
 def test_a_config_saved_before_criteria_resumes(tmp_path):
-    from keras_lottery import resume
+    from keras_lottery.search import resume
 
-    s = search(rounds=1, directory=tmp_path, global_pruning=True, prune_rates=0.2)
+    s = search(rounds=1, directory=tmp_path, budget="global", prune_rates=0.2)
     s.run()
     saved = resume.json_roundtrip(__import__("json").loads((tmp_path / "search.json").read_text()))
     current = dict(saved)

@@ -6,12 +6,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
-from test_ticket_search import VAL, X, Y, RoundStarts, compiled_mlp, search
+from helpers import VAL, X, Y, RoundStarts, compiled_mlp, search, to_numpy
 
 import keras_lottery as kl
-from keras_lottery import run_directory
-from keras_lottery.evaluation import evaluate
+from keras_lottery.search import run_directory
+from keras_lottery.runtime.evaluation import evaluate
 
 RNG = np.random.default_rng(21)
 
@@ -151,7 +150,7 @@ def test_evaluation_is_what_model_evaluate_gives(make, monkeypatch):
     expected = model.evaluate(data[0], data[1], sample_weight=data[2] if len(data) > 2 else None,
                               batch_size=batch_size, verbose=0, return_dict=True)
     whole = evaluate(model, data, batch_size=batch_size)
-    monkeypatch.setattr("keras_lottery.evaluation._PENDING_ELEMENTS", 1)
+    monkeypatch.setattr("keras_lottery.runtime.evaluation._PENDING_ELEMENTS", 1)
     parts = evaluate(model, data, batch_size=batch_size)
     assert whole.keys() == parts.keys() == expected.keys()
     for name, value in expected.items():
@@ -314,6 +313,7 @@ def test_a_model_rebuilt_with_automatic_names_resumes(tmp_path):
     assert set(result.record(2).layer_densities) == set(renamed.values())
 
 
+@pytest.mark.slow  # A search killed once at every file write it makes.
 def test_result_json_is_consistent_after_a_kill_at_any_write(tmp_path, monkeypatch):
     settings = dict(rounds=1, controls=["random_pruning"])
     full = search(compiled_mlp(), directory=tmp_path / "full", **settings).run()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from keras_lottery import cli
-from keras_lottery.results import RoundRecord, SearchResult
-from keras_lottery.run_directory import RunDirectory, load_result
-from keras_lottery.run_lock import LOCK, TAKEOVER, RunBusyError
+from keras_lottery.search.results import RoundRecord, SearchResult
+from keras_lottery.search.run_directory import RunDirectory, load_result
+from keras_lottery.search.run_lock import LOCK, TAKEOVER, RunBusyError
 
 TINY = ["--network", "mlp", "--dataset", "mnist1d", "--rounds", "1", "--iterations", "70",
         "--eval-every", "35", "--limit", "700", "--verbose", "0"]
@@ -131,6 +131,7 @@ def test_a_refused_run_leaves_no_folders(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # Two searches end to end through the command line.
 def test_seeds_run_share_out_and_report_mean_and_spread(tmp_path, capsys):
     out = tmp_path / "runs"
     # Seed 1 is being run by another machine: this process skips it.
@@ -176,6 +177,7 @@ def test_seeds_run_share_out_and_report_mean_and_spread(tmp_path, capsys):
         cli.main(["run", *TINY, "--seeds", "0", "0", "--out", str(out)])
 
 
+@pytest.mark.slow  # A search on every device, end to end.
 def test_run_data_parallel(tmp_path):
     import keras
 

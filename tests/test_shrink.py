@@ -1,4 +1,4 @@
-"""keras_lottery.shrink: the structurally pruned units physically removed."""
+"""keras_lottery.structured.shrink: the structurally pruned units physically removed."""
 
 import inspect
 import warnings
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery import structured_pruning as sp
+from keras_lottery.structured import unit_masks as sp
 from keras_lottery.layers import MaskedDense
-from keras_lottery.unit_groups import unit_groups
+from keras_lottery.structured.unit_groups import unit_groups
 
 from helpers import attention_net, residual_net
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery import structured_pruning as sp
+from keras_lottery.structured import unit_masks as sp
 from keras_lottery.layers import MaskedDense
-from keras_lottery.pruning import keep_count
-from keras_lottery.structures import Structure, as_structure, plan
-from keras_lottery.unit_groups import unit_groups
+from keras_lottery.pruning.rules import keep_count
+from keras_lottery.structured.structures import Structure, as_structure, plan
+from keras_lottery.structured.unit_groups import unit_groups
 
 from helpers import attention_net, residual_net
 
@@ -189,8 +189,7 @@ def test_one_shot_n_m_and_per_layer_structures():
     ("neurons", {"budget": "global", "prune_rates": 0.2}, "budget='uniform'"),
     ("neurons", {"criterion": "snip", "one_shot": [0.5]}, "prunes at initialization"),
     ("neurons", {"transfer": "masks"}, "`structure`="),
-    ("neurons", {"structure_score": "l3"}, "`score` among"),
-    (None, {"structure_score": "bn_gamma"}, "`structure_score` with a `structure`"),
+    ("neurons", {"score": "l3"}, "`score` among"),
     ("neurons", {"one_shot": [0.01]}, "`one_shot` at or above 0.0[0-9]+, the lowest density"),
     ("2:4", {"target_density": 0.3}, "`target_density` at or above 0.5000, the lowest"),
 ])
@@ -202,8 +201,13 @@ def test_structures_a_model_cannot_take_are_refused_before_training(structure, s
     weights = [keras.ops.convert_to_numpy(v) for v in model.weights]
     if settings.get("transfer") == "masks":
         settings["transfer"] = [kl.get_masks(model)]
-    with pytest.raises(ValueError, match=match):
-        kl.TicketSearch(model, x, y, structure=structure, epochs=1, verbose=0, **settings)
+    score = settings.pop("score", None)
+    if score is not None:  # The structure's own score, refused as it is built.
+        with pytest.raises(ValueError, match=match):
+            kl.Structure(structure, score=score)
+    else:
+        with pytest.raises(ValueError, match=match):
+            kl.TicketSearch(model, x, y, structure=structure, epochs=1, verbose=0, **settings)
     for before, variable in zip(weights, model.weights):  # Nothing trained.
         np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(variable))
 
@@ -285,8 +289,7 @@ def test_bn_gamma_through_the_search_and_its_inverted_control():
                 self.model.get_layer(name).gamma)) for name in ("stem_bn", "back_bn")))
 
     search = kl.TicketSearch(model, x, y, rounds=1, prune_rates=kl.PruneRates(
-        0.5, by_kind={"output": 0.0, "dense": 0.0}), structure="filters",
-        structure_score="bn_gamma", controls=["inverted"], epochs=1, batch_size=8, verbose=0,
+        0.5, by_kind={"output": 0.0, "dense": 0.0}), structure=kl.Structure("filters", score="bn_gamma"), controls=["inverted"], epochs=1, batch_size=8, verbose=0,
         callbacks=[Gammas()])
     search.run()
     stem = _group(unit_groups(search.model), "stem")

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from keras_lottery import datasets, text
+from keras_lottery.data import datasets, text
 
 JARGON = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -5,52 +5,21 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import CallOrderNet, to_numpy
+from helpers import (
+    VAL,
+    X,
+    Y,
+    CallOrderNet,
+    RoundStarts,
+    assert_rewound,
+    compiled_mlp,
+    search,
+    to_numpy,
+)
 
 import keras_lottery as kl
-from keras_lottery import state
-
-RNG = np.random.default_rng(11)
-X = RNG.normal(size=(200, 12)).astype("float32")
-Y = (X[:, :4].sum(axis=1) > 0).astype("int32") + (X[:, 4] > 1).astype("int32")
-VAL = (X[:60], Y[:60])
-
-
-def compiled_mlp(seed=0, dropout=0.0):
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((12,)),
-            kl.MaskedDense(40, activation="relu", name="fc1"),
-            keras.layers.Dropout(dropout),
-            kl.MaskedDense(20, activation="relu", name="fc2"),
-            kl.MaskedDense(3, activation="softmax", name="out"),
-        ],
-        name="mlp",
-    )
-    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
-
-
-def search(model=None, **kwargs):
-    settings = dict(epochs=1, batch_size=20, verbose=0, rounds=2)
-    settings.update(kwargs)
-    return kl.TicketSearch(model or compiled_mlp(), X, Y, **settings)
-
-
-class RoundStarts(keras.callbacks.Callback):
-    """Records each training's starting state, masks and optimizer."""
-
-    def __init__(self):
-        super().__init__()
-        self.starts, self.masks, self.optimizers = [], [], []
-
-    def on_train_begin(self, logs=None):
-        self.starts.append(state.snapshot(self.model))
-        self.masks.append(kl.get_masks(self.model))
-        self.optimizers.append((self.model.optimizer, int(to_numpy(self.model.optimizer.iterations))))
-
+from keras_lottery.search.training import REINIT_OFFSET, seed_for
+from keras_lottery.search import state
 
 def test_density_ladder_is_exact_per_layer():
     s = search(rounds=4)
@@ -74,9 +43,7 @@ def test_rewind_to_theta0_is_exact_and_masks_only_shrink():
     s = search(model, rounds=3, callbacks=[starts])
     s.run()
     for r, (start, masks) in enumerate(zip(starts.starts, starts.masks)):
-        for key, value in theta0.items():
-            expected = value * masks[key] if key in masks else value
-            np.testing.assert_array_equal(start[key], expected, err_msg=f"round {r} {key}")
+        assert_rewound(start, theta0, masks, f"round {r}")
         if r:
             for path, mask in masks.items():
                 assert not (mask & ~starts.masks[r - 1][path]).any()
@@ -182,7 +149,7 @@ def test_controls_reinit_and_random_pruning():
         assert not np.array_equal(starts.starts[2][path], starts.starts[1][path])
         assert np.all(starts.starts[2][path][~mask] == 0)
     fresh = state.fresh_initialization(
-        s.model, kl.training.seed_for(0, 1, "random_reinit") + kl.training.REINIT_OFFSET)
+        s.model, seed_for(0, 1, "random_reinit") + REINIT_OFFSET)
     np.testing.assert_array_equal(
         starts.starts[2]["mlp/fc1/kernel"],
         fresh["mlp/fc1/kernel"] * ticket_masks["mlp/fc1/kernel"])
@@ -216,7 +183,7 @@ def test_one_shot_prunes_each_density_from_the_dense_run():
 
 
 def test_global_pruning_and_target_density():
-    s = search(rounds=6, global_pruning=True, target_density=0.55,
+    s = search(rounds=6, budget="global", target_density=0.55,
                prune_rates=kl.PruneRates(0.2, by_kind={"output": 0.0}))
     result = s.run()
     densities = [r.density for r in result.tickets()]
@@ -377,10 +344,7 @@ def test_search_over_a_subclassed_model():
     assert masks["net/head/kernel"].sum() == round(48 * 0.9 ** 2)  # The output layer's rate.
     assert masks["net/body/kernel"].sum() == round(192 * 0.8 ** 2)
     for i in (0, 1, 3):  # The ticket rounds' trainings.
-        start, round_masks = starts.starts[i], starts.masks[i]
-        for key, value in s.theta0.items():
-            expected = value * round_masks[key] if key in round_masks else value
-            np.testing.assert_array_equal(start[key], expected)
+        assert_rewound(starts.starts[i], s.theta0, starts.masks[i], f"training {i}")
     stored = kl.get_weights(s.model)
     for path, mask in masks.items():
         assert np.all(stored[path][~mask] == 0)
@@ -397,7 +361,7 @@ def test_an_output_layer_that_cannot_be_found_must_be_named():
     assert rates == {"head/kernel": 0.1, "body/kernel": 0.2}  # Built outside the model.
 
 
-TOKENS = RNG.integers(0, 16, size=(64, 8)).astype("int32")
+TOKENS = np.random.default_rng(12).integers(0, 16, size=(64, 8)).astype("int32")
 TOKEN_LABELS = (TOKENS[:, 0] < 8).astype("int32")
 SEQUENCE_MODELS = {
     "causal_transformer": lambda: kl.models.causal_transformer(
@@ -429,9 +393,7 @@ def test_search_over_attention_and_recurrent_models(name):
             assert np.all(starts.starts[reinit][path][~mask] == 0)
     for r, i in enumerate((0, 1, 3)):
         start, masks = starts.starts[i], starts.masks[i]
-        for key, value in s.theta0.items():
-            expected = value * masks[key] if key in masks else value
-            np.testing.assert_array_equal(start[key], expected, err_msg=f"round {r} {key}")
+        assert_rewound(start, s.theta0, masks, f"round {r}")
         for path, mask in masks.items():
             rate = 0.1 if path == "output/kernel" else 0.2
             assert abs(mask.sum() - mask.size * (1 - rate) ** r) <= 1, (r, path)
@@ -455,42 +417,6 @@ def test_pydataset_input_and_dataset_validation():
     result = s.run(Batches())
     assert result.record(1).iterations == 10
     assert result.record(1).curves["iteration"] == [5, 10]
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(rounds=0), r"Expected `rounds` an integer >= 1. Received: rounds=0"),
-        (dict(rounds=1.5), r"`rounds` an integer"),
-        (dict(prune_rates=1.0), r"Expected `default` in \[0, 1\). Received: default=1.0"),
-        (dict(prune_rates=-0.2), r"in \[0, 1\)"),
-        (dict(prune_rates=kl.PruneRates(0.2, by_layer={"fc9": 0.1})), r"unknown names: \['fc9'\]"),
-        (dict(rewind_step=-1), r"`rewind_step` an integer >= 0"),
-        (dict(eval_every=0), r"`eval_every` an integer >= 1"),
-        (dict(target_density=1.2), r"`target_density` in \(0, 1\)"),
-        (dict(one_shot=[0.5, 1.0]), r"`one_shot` densities in \(0, 1\)"),
-        (dict(controls=["shuffle"]), r"`controls` among .*Received: \['shuffle'\]"),
-        (dict(global_pruning=True), r"one nonzero rate for budget='global'"),
-        (dict(rewind_step=11), r"`rewind_step` within the dense run of 10 iterations"),
-        (dict(validation_split=0.1), r"Received `validation_split`: use `validation_data`"),
-        (dict(one_shot=[0.01], prune_rates=kl.PruneRates(0.2, by_layer={"fc2": 0.0})),
-         r"`one_shot` above 0.5970, the share of weights kept in layers with rate 0"),
-        (dict(target_density=0.5, prune_rates=kl.PruneRates(0.2, by_layer={"fc2": 0.0})),
-         r"`target_density` above 0.5970"),
-        (dict(criterion="l1"), r"Expected `criterion` among .*Received: criterion='l1'"),
-        (dict(criterion="snip"), r"Expected `one_shot` densities with criterion 'snip'"),
-        (dict(budget="erk"), r"one nonzero rate for budget='erk'.*Received rates \[0.1, 0.2\]"),
-        (dict(budget="layer"), r"Expected `budget` among \('uniform', 'global', 'erk'\)"),
-        (dict(budget="erk", global_pruning=True), r"either `global_pruning=True` or a `budget`"),
-    ],
-)
-def test_bad_arguments_fail_before_training(kwargs, message):
-    model = compiled_mlp()
-    before = state.snapshot(model)
-    with pytest.raises(ValueError, match=message):
-        search(model, **kwargs).run()
-    after = state.snapshot(model)
-    assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
 def test_rewind_step_must_end_an_execution():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery.run_directory import load_masks
+from keras_lottery.search.run_directory import load_masks
 
 TEXT_A = "to be or not to be, that is the question. " * 12
 TEXT_B = "all the world's a stage, and all the men and women merely players. " * 8
@@ -48,6 +48,7 @@ def _task_b():
     return x[order], y[order]
 
 
+@pytest.mark.slow  # Two searches end to end, a language model pretrained between them.
 def test_masks_of_one_task_trained_on_another_against_random_masks(tmp_path):
     source = _task_a(tmp_path)
     found = load_masks(tmp_path / "a")
@@ -122,9 +123,11 @@ def test_transferred_masks_are_checked_before_any_work(tmp_path):
         assert "transfer" in str(error.value)
     for clash in ({"one_shot": [0.5]}, {"target_density": 0.5}, {"criterion": "movement"},
                   {"rounds": 2}, {"prune_rates": 0.5}, {"budget": "erk"},
-                  {"global_pruning": True}):
+                  {"structure": "neurons"}):
         with pytest.raises(ValueError, match="`transfer` alone to decide the masks"):
             kl.TicketSearch(model, x, x, transfer=[masks], **clash)
+    # One rule for what is given: a setting at its default is not (the default criterion).
+    kl.TicketSearch(model, x, x, transfer=[masks], criterion="large_final", budget="uniform")
     with pytest.raises(ValueError, match="without 'inverted'"):
         kl.TicketSearch(model, x, x, transfer=[masks], controls=["inverted"])
     with pytest.raises(ValueError, match="`transfer` alone"):  # Before the data loads.

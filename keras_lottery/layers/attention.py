@@ -8,16 +8,15 @@ attention layer owns (`query_dense_kernel_mask`, ...). Biases are not masked.
 
 import keras
 
+from keras_lottery import _keras
 from keras_lottery.layers.masked_layer import MaskedLayer
-
-_PROJECTIONS = ("query", "key", "value", "output")
 
 
 class _MaskedAttention(MaskedLayer):
     def prunable_weight_paths(self):
         # Asked only once built; the gate exists only with `use_gate=True`.
-        names = _PROJECTIONS + (("gate",) if hasattr(self, "_gate_dense") else ())
-        return {f"_{name}_dense.kernel": "attention" for name in names}
+        return {f"{attribute}.kernel": "attention"
+                for attribute in _keras.attention_projections(self).values()}
 
 
 @keras.saving.register_keras_serializable(package="keras_lottery")

@@ -24,8 +24,8 @@ import importlib.util
 import keras
 from keras import ops
 
-from keras_lottery import keras_internals
-from keras_lottery.distribution import lay_out_like
+from keras_lottery import _keras
+from keras_lottery.runtime.distribution import lay_out_like
 from keras_lottery.layers.masked_layer import (
     _KINDS,
     _MASKS,
@@ -111,11 +111,11 @@ def mask_in_place(model, skip=lambda layer: False, only=None) -> None:
             f"Expected a built model. Received {type(model).__name__} {model.name!r}, not "
             "built: call it on a batch (or give it an `Input`) first, so that its weights "
             "exist.")
-    layers = keras_internals.sublayers(model, include_self=True)
+    layers = _keras.sublayers(model, include_self=True)
     skipped = set()
     for layer in layers:
         if id(layer) not in skipped and layer is not model and skip(layer):
-            skipped.update(id(inner) for inner in keras_internals.sublayers(layer, True))
+            skipped.update(id(inner) for inner in _keras.sublayers(layer, True))
     layers = [layer for layer in layers if id(layer) not in skipped]
     for layer in layers:
         _check_maskable(layer)  # Before any layer changes.
@@ -196,7 +196,7 @@ def unmask_in_place(model) -> None:
     from keras_lottery.layers import MASKED_TWINS
 
     plain = {twin: keras_class for keras_class, twin in MASKED_TWINS.items()}
-    layers = [layer for layer in keras_internals.sublayers(model, include_self=True)
+    layers = [layer for layer in _keras.sublayers(model, include_self=True)
               if isinstance(layer, MaskedLayer)]
     for layer in layers:
         if type(layer) not in plain and not hasattr(type(layer), "_keras_lottery_view_of"):
@@ -204,7 +204,7 @@ def unmask_in_place(model) -> None:
                 f"Expected masked layers with a plain Keras class. Received layer "
                 f"{layer.name!r} ({type(layer).__name__}), a masked layer of your own: build "
                 "its plain version and copy the variables in with "
-                "`keras_lottery.conversion.copy_variables(masked_layer, plain_layer)`, which "
+                "`keras_lottery.masking.conversion.copy_variables(masked_layer, plain_layer)`, which "
                 "bakes the masks in.")
     for layer in layers:
         for path in layer.prunable_weight_paths():
@@ -212,7 +212,7 @@ def unmask_in_place(model) -> None:
             mask = owner.__dict__[_MASKS].pop(attribute)
             weight = stored_variable(owner, attribute)
             weight.assign(ops.multiply(weight, ops.cast(mask, weight.dtype)))
-            keras_internals.untrack(layer, mask)
+            _keras.untrack(layer, mask)
             for name, value in list(layer.__dict__.items()):
                 if value is mask:
                     del layer.__dict__[name]
@@ -243,7 +243,7 @@ def _ancestors(layers) -> dict:
     """`{id(layer): [its enclosing layers, innermost first]}`."""
     parent = {}
     for layer in layers:
-        for inner in keras_internals.children(layer):
+        for inner in _keras.children(layer):
             parent.setdefault(id(inner), layer)
     found = {}
     for layer in layers:
@@ -292,7 +292,7 @@ def _scope(layer):
 def _become_twin(layer, twin, targets, ancestors):
     """`layer` becomes its masked twin, which makes its masks (all ones)."""
     kind = _context_kind(ancestors)
-    with keras_internals.unlocked(layer), _scope(layer):
+    with _keras.unlocked(layer), _scope(layer):
         layer.__class__ = twin
         layer._build_masks()
     if kind is not None:
@@ -302,7 +302,7 @@ def _become_twin(layer, twin, targets, ancestors):
 def _become_view(layer, found, ancestors):
     """`layer` becomes a view of its class masking the attributes in `found`."""
     kinds = {}
-    with keras_internals.unlocked(layer), _scope(layer):
+    with _keras.unlocked(layer), _scope(layer):
         for attribute, (variable, aliases) in found.items():
             name = mask_name(attribute)
             if name in layer.__dict__ or hasattr(type(layer), name):
@@ -332,7 +332,7 @@ def _kernels(layer, covered):
         if isinstance(value, keras.Variable):
             held.setdefault(id(value), []).append(attribute)
     found = {}
-    for variable in keras_internals.own_variables(layer):
+    for variable in _keras.own_variables(layer):
         if kernel_like(variable) and id(variable) not in covered and id(variable) in held:
             first, *aliases = held[id(variable)]
             found[first] = (variable, aliases)
@@ -380,7 +380,7 @@ def masked_positions(model, other) -> set:
     """Ids of the weights of `other` (a copy of `model`) at the positions of
     `model`'s masked weights."""
     mine, theirs = _unmasked_order(model), _unmasked_order(other)
-    masked = {id(p.weight) for layer in keras_internals.sublayers(model, include_self=True)
+    masked = {id(p.weight) for layer in _keras.sublayers(model, include_self=True)
               if isinstance(layer, MaskedLayer) for p in layer.get_prunable_weights()}
     return {id(theirs[i]) for i, v in enumerate(mine) if id(v) in masked and i < len(theirs)}
 
@@ -388,7 +388,7 @@ def masked_positions(model, other) -> set:
 def _unmasked_order(model) -> list:
     """The model's weights other than masks, in Keras' order: what a record's
     positions index (a rebuilt model lists them in the same order)."""
-    masks = {id(p.mask) for layer in keras_internals.sublayers(model, include_self=True)
+    masks = {id(p.mask) for layer in _keras.sublayers(model, include_self=True)
              if isinstance(layer, MaskedLayer) for p in layer.get_prunable_weights()}
     return [v for v in model.weights if id(v) not in masks]
 

@@ -20,8 +20,9 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
-from keras_lottery.distribution import lay_out_like
-from keras_lottery.pruning import WEIGHT_KINDS
+from keras_lottery import _keras
+from keras_lottery.runtime.distribution import lay_out_like
+from keras_lottery.pruning.rules import WEIGHT_KINDS
 
 # Instance attributes of a weight's owner, set directly in `__dict__` so that
 # Keras does not track them as state: `{attribute: mask variable}`, and the
@@ -48,10 +49,10 @@ def stored_variable(owner, attribute):
     """The variable behind `owner.<attribute>`, whatever the attribute returns.
 
     Keras stores a weight either under its name (`LSTMCell.kernel`) or, where
-    a property computes the public name, under `_<name>` (`Dense._kernel`).
+    a property computes the public name, under another (`_keras.stored_as`).
     """
     state = owner.__dict__
-    for key in (attribute, f"_{attribute}"):
+    for key in _keras.stored_as(attribute):
         if key in state:
             return state[key]
     raise AttributeError(f"{type(owner).__name__} has no attribute {attribute!r}")
@@ -158,7 +159,7 @@ class MaskedLayer:
         # class in the hierarchy defines it. `wraps` keeps its signature,
         # which Keras inspects to record the build shapes for loading.
         build = getattr(cls, "build", None)  # None in a mixin of mixins
-        if getattr(build, "_is_default", False):
+        if _keras.has_default_build(cls):
             # Keras marks a layer without `build` built at construction, so
             # there would be no moment after its weights exist to mask them.
             raise TypeError(

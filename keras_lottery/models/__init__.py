@@ -6,6 +6,7 @@ Every builder returns a built functional model whose layers have fixed
 names, so that variable paths (`"fc1/kernel"`) are stable keys on disk.
 """
 
+from keras_lottery import checks
 from keras_lottery.models.conv import conv2, conv4, conv6
 from keras_lottery.models.dropout import DropoutConfig
 from keras_lottery.models.language import lstm_lm, transformer_lm
@@ -45,13 +46,7 @@ def get(name, /, **kwargs):
 
     >>> model = keras_lottery.models.get("conv2", dropout=0.5)
     """
-    try:
-        builder = NETWORKS[name]
-    except (KeyError, TypeError):  # TypeError: an unhashable `name`.
-        raise ValueError(
-            f"Expected `name` to be one of {list(NETWORKS)}. Received: name={name!r}"
-        ) from None
-    return builder(**kwargs)
+    return NETWORKS[checks.choice("name", name, NETWORKS)](**kwargs)
 
 
 __all__ = [

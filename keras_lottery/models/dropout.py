@@ -8,6 +8,8 @@ import numbers
 
 import keras
 
+from keras_lottery import checks
+
 # Which layers a `DropoutConfig` puts dropout after.
 DROPOUT_LAYERS = ("fc", "conv", "all")
 _KIND_NAMES = {"fc": "hidden dense", "conv": "convolutional"}
@@ -34,15 +36,10 @@ class DropoutConfig:
     layers: str = "fc"  # "fc" (hidden dense layers), "conv" or "all".
 
     def __post_init__(self):
-        if not _is_rate(self.rate):
-            raise ValueError(f"Expected `rate` in [0, 1). Received: rate={self.rate!r}")
-        if self.layers not in DROPOUT_LAYERS:
-            raise ValueError(
-                f"Expected `layers` to be one of {DROPOUT_LAYERS}. "
-                f"Received: layers={self.layers!r}"
-            )
+        rate = checks.fraction("rate", self.rate, zero=True)
+        checks.choice("layers", self.layers, DROPOUT_LAYERS)
         # Frozen: `object.__setattr__` is how a dataclass normalizes a field.
-        object.__setattr__(self, "rate", float(self.rate))
+        object.__setattr__(self, "rate", rate)
 
 
 def resolve_dropout(dropout, network: str, kinds: tuple) -> DropoutConfig | None:
@@ -56,14 +53,10 @@ def resolve_dropout(dropout, network: str, kinds: tuple) -> DropoutConfig | None
     if isinstance(dropout, DropoutConfig):
         config = dropout
     elif isinstance(dropout, numbers.Real) and not isinstance(dropout, bool):
-        if not _is_rate(dropout):
-            raise ValueError(
-                f"Expected `dropout` rate in [0, 1). Received: dropout={dropout!r}"
-            )
-        config = DropoutConfig(dropout)
+        config = DropoutConfig(checks.fraction("dropout", dropout, zero=True))
     else:
-        raise TypeError(
-            "Expected `dropout` to be None, a rate in [0, 1) or a "
+        raise ValueError(
+            "Expected `dropout` None, a rate in [0, 1) or a "
             f"`DropoutConfig`. Received: dropout={dropout!r}"
         )
     if config.rate == 0:
@@ -84,11 +77,3 @@ def dropout_after(x, config: DropoutConfig | None, kind: str, name: str):
     if config is None or config.layers not in (kind, "all"):
         return x
     return keras.layers.Dropout(config.rate, name=f"{name}_dropout")(x)
-
-
-def _is_rate(value) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and 0 <= value < 1
-    )

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_lottery import checks
 from keras_lottery.models.blocks import classifier
 from keras_lottery.models.dropout import resolve_dropout
 
@@ -27,11 +28,7 @@ def mlp(input_shape=(40,), num_classes=10, hidden=(100, 100), dropout=None, name
         - [Greydanus, 2020](https://arxiv.org/abs/2011.14439), "Scaling down
           deep learning", the MNIST-1D lottery-ticket experiment.
     """
-    hidden = tuple(hidden)
-    if not hidden or not all(isinstance(u, int) and u > 0 for u in hidden):
-        raise ValueError(
-            f"Expected `hidden` a non-empty sequence of positive integers. Received: hidden={hidden!r}"
-        )
+    hidden = checks.integers("hidden", hidden, 1)
     dropout = resolve_dropout(dropout, "mlp", kinds=("fc",))
     inputs = keras.Input(input_shape, name="input")
     x = keras.layers.Flatten(name="flatten")(inputs)

@@ -1,0 +1,569 @@
+"""The lottery-ticket search: train, prune by magnitude, rewind, repeat, through `model.fit`.
+
+`TicketSearch(model, ...).run(x, y, ...)` trains the dense network (round 0),
+then each round prunes the weights just trained, rewinds the survivors to θ0
+(or to iteration k), and trains again with a fresh optimizer of the model's
+compiled configuration. Another criterion (`keras_lottery.criteria`) may
+choose the weights, among them pruning at initialization (SNIP, GraSP,
+SynFlow, one-shot). Controls (random reinitialization, random pruning, the
+inverted criterion, signed-constant reinitialization) train beside each
+round. Every finished training is kept (in `directory=`
+on disk, else in memory), and running again resumes after it.
+
+The jobs live in their own modules: the settings, each declared once with
+its check (`settings`), the checks that need the model or the data
+(`preflight`), which masks each round trains (`pruning.planning`), one
+training (`training`), what is kept and whether it may be resumed
+(`run_directory`, `resume`), what is printed (`progress`).
+"""
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+
+import keras
+
+from keras_lottery.pruning import criteria, planning, saliency
+
+from keras_lottery.runtime import distribution
+
+from keras_lottery.search import state
+from keras_lottery.structured import unit_masks as structured_pruning, structures
+from keras_lottery.search import preflight as checks
+from keras_lottery.search import transfer as mask_transfer
+from keras_lottery.search.callbacks import CaptureState
+from keras_lottery.search.export import write_model_config
+from keras_lottery.masking.masks import apply_masks, get_masks, rates_for
+from keras_lottery.search.progress import Progress
+from keras_lottery.pruning.rules import PruneRates, random_masks_like
+from keras_lottery.search.resume import fingerprint
+from keras_lottery.search.results import SearchResult
+from keras_lottery.search.run_directory import (
+    MemoryDirectory,
+    RunDirectory,
+    SearchStore,
+    masks_name,
+    trained_name,
+)
+from keras_lottery.search import settings
+from keras_lottery.search.settings import PAPER_RATES, SearchConfig
+from keras_lottery.search.training import REINIT_OFFSET, FreshOptimizer, Trainer, seed_for
+
+
+class TicketSearch:
+    """Finds winning tickets by iterative (or one-shot) magnitude pruning, or another criterion.
+
+    Args:
+        model: a compiled, built model with masked layers, or a Sequential or
+            Functional one that `keras_lottery.prunable` converts (the search
+            then works on the converted copy, `search.model`). Its weights
+            are θ0, so it must not have trained (see `initial_weights`). Each
+            training starts from a fresh optimizer of its compiled
+            configuration. A model already pruned goes on down the ladder
+            from its density.
+        x, y: training data, as for `model.fit`; may instead go to `run`.
+        rounds: pruned rounds after the dense round 0. Defaults to 5 (with
+            `transfer`, which it may not be given with: one per mask set).
+        target_density: stop after the round whose overall density is at or
+            below this. Defaults to None (run all `rounds`).
+        prune_rates: a `PruneRates` or one rate for all layers: the fraction of
+            remaining weights pruned per round. Defaults to the paper's: 0.2,
+            output layer 0.1.
+        budget: how layers share a density: `"uniform"` (each layer at its
+            own rate, the paper's), `"global"` (one ranking across the layers
+            with a nonzero rate) or `"erk"` (Erdős-Rényi-Kernel layer
+            densities); the last two take one nonzero rate for the network.
+            Defaults to `"uniform"`.
+        criterion: which weights a round keeps, a name or a
+            `keras_lottery.pruning.criteria.Criterion`: after training `"large_final"`
+            (the paper's, the default), `"large_init"`, `"magnitude_increase"`,
+            `"movement"`, `"random"`; at initialization (with `one_shot`)
+            `"snip"`, `"grasp"`, `"synflow"`, scored on the rewind weights
+            (θ0) before any pruned training.
+        one_shot: densities to prune straight to from the dense run, one
+            training each, instead of iterating. Defaults to None.
+        transfer: masks found on another task (a `{path: array}` dict, or a
+            list of them, e.g. another search's `masks(round)`), one round
+            each after the dense round, trained from this search's rewind
+            weights instead of pruning (so without `rounds`, `prune_rates`,
+            `budget`, `one_shot`, `target_density` or a criterion). A set may
+            leave out weights (a new head): those keep the model's masks.
+            `random_pruning` then compares against random masks of each
+            set's per-layer densities. See `keras_lottery.transfer`.
+            Defaults to None.
+        structure: what a round prunes: `"unstructured"` (single weights,
+            the paper's, the default); whole units a shrunk model loses
+            (`keras_lottery.shrink`): `"neurons"` of Dense layers, `"filters"`
+            of convolutions, `"units"` (both), attention `"heads"`; or a
+            pattern kept in each kernel: `"2:4"` (any N:M along the inputs)
+            or `"blocks:4x4"` (inputs x outputs). A `keras_lottery.Structure`,
+            or `{layer name: structure}` to choose per layer (the others:
+            unstructured). A unit's removal also prunes its inputs in every
+            layer that reads it (across residual additions: a group), so the
+            masked model computes exactly what the shrunk one does. Layers
+            the structure does not cover, or whose units feed the outputs,
+            are pruned weight by weight at their rates. Takes the uniform
+            budget and a criterion that scores trained weights; not with
+            `transfer`. See `keras_lottery.Structure`.
+        rewind_step: rewind to the weights after this many iterations of the
+            dense run (0: θ0, the initialization). Defaults to 0.
+        controls: any of `"random_reinit"` (the round's masks on a fresh
+            initialization), `"random_pruning"` (random masks of the same
+            per-layer densities, rewound like the ticket: the ticket's mask
+            shuffled within each layer), `"inverted"` (the round's pruning
+            with the criterion's scores negated) and `"signed_constant"` (the
+            ticket's masks, each kept weight set to the sign of its rewind
+            value times its layer's standard deviation). Defaults to none.
+        eval_every: evaluate on `validation_data` (and `test_data`) every this
+            many iterations; the paper uses 100. None evaluates at each epoch
+            end. Requires `validation_data`.
+        validation_data: `(x, y)` or a dataset, for the early-stop criterion.
+            Its loss and every compiled metric are recorded, and with callbacks
+            they are in each epoch's `logs` as `val_loss`, `val_<metric>`.
+        test_data: `(x, y)` or a dataset, evaluated where the paper reports
+            it: at the early-stop point and at the end of each training (the
+            state at the best validation point is kept in memory for it).
+        test_curves: evaluate `test_data` at every point too, for test
+            curves (the paper's Figure 1); with MNIST's 5,000 validation and
+            10,000 test images that triples the evaluation work. The
+            early-stop and final values are the same either way. Defaults
+            to False.
+        monitor: the early-stop criterion, `"val_loss"` (the paper's) or
+            `"val_<metric>"` of a compiled metric. Defaults to `"val_loss"`.
+        mode: `"min"`, `"max"`, or `"auto"` (max for accuracy-like names).
+        initial_weights: None (the model has not trained: its weights are θ0;
+            a model whose optimizer has stepped is refused) or `"current"`
+            (its current weights are θ0 on purpose: tickets of a pretrained
+            network, rewound to the pretrained weights). Defaults to None.
+        vocabulary: the `keras_lottery.data.text.Vocabulary` of text data (the
+            presets pass it): kept with the run, so that resuming on a text of
+            another vocabulary is refused, naming the characters that differ.
+            Defaults to None.
+        directory: where to keep each finished training; rerunning with the
+            same directory resumes. Defaults to None (kept in memory: calling
+            `run()` again resumes there).
+        seed: seeds each training's data order and dropout, and the controls.
+        verbose: 0 silent; 1 one line per finished training (round, kind,
+            density, accuracy, time, time left); 2 also Keras' line per
+            epoch. Defaults to 1.
+        **fit_kwargs: `epochs`, `batch_size`, `callbacks`, ... as for `fit`.
+
+    Example:
+
+    >>> search = TicketSearch(model, x, y, rounds=3, epochs=2, batch_size=60,
+    ...                       validation_data=(xv, yv), controls=["random_reinit"])
+    >>> result = search.run()
+    >>> print(result.summary())
+    """
+
+    def __init__(self, model, x=None, y=None, *, rounds: int | None = None,
+                 target_density: float | None = None,
+                 prune_rates: PruneRates | float = PAPER_RATES, budget: str = "uniform",
+                 criterion="large_final", one_shot: Sequence[float] | None = None,
+                 transfer=None, structure="unstructured", rewind_step: int = 0,
+                 controls: Sequence[str] = (), eval_every: int | None = None,
+                 validation_data=None, test_data=None, monitor: str = "val_loss",
+                 mode: str = "auto", test_curves: bool = False, initial_weights=None,
+                 vocabulary=None, directory=None, seed: int = 0, verbose: int = 1,
+                 **fit_kwargs):
+        # Every setting is declared, with its check, in `settings.SETTINGS`.
+        given = dict(
+            rounds=rounds, target_density=target_density, prune_rates=prune_rates,
+            budget=budget, criterion=criterion, one_shot=one_shot, transfer=transfer,
+            structure=structure, rewind_step=rewind_step, controls=controls,
+            eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
+            initial_weights=initial_weights, vocabulary=vocabulary, directory=directory,
+            seed=seed, verbose=verbose)
+        kept = settings.check_settings(given)
+        fit = settings.fit_settings(fit_kwargs, model)  # A typo is refused before any work.
+        distribution.check_supported()
+        self.model, self.compile_config = checks.prepared_model(model, initial_weights)
+        self.rates = rates_for(self.model, kept["prune_rates"])
+        self.initial_masks = get_masks(self.model)
+        checks.check_plan(self.rates, self.initial_masks, kept["budget"], kept["one_shot"],
+                          kept["target_density"])
+        # Which weights each structure prunes, checked against the model before any work.
+        self.structure_plan = None if structures.is_unstructured(kept["structure"]) else (
+            structures.plan(self.model, kept["structure"], self.rates))
+        if self.structure_plan is not None:
+            checks.check_structured_plan(self.structure_plan, self.rates, self.initial_masks,
+                                         kept["one_shot"], kept["target_density"])
+        # Each set completed with the model's own masks where it says nothing.
+        self.transfer = (mask_transfer.full_mask_sets(kept["transfer"], self.initial_masks)
+                         if kept["transfer"] is not None else None)
+        checks.check_eval_every(kept["eval_every"], self.compile_config)
+        self.callbacks = list(fit.pop("callbacks", None) or [])
+        self.config = SearchConfig.from_settings(
+            kept, mask_transfer.fingerprint(self.transfer) if self.transfer else None, fit)
+        controls, directory = kept["controls"], kept["directory"]
+        self.controls = controls
+        self.vocabulary = kept["vocabulary"]
+        self.x, self.y = x, y
+        self.validation_data, self.test_data = validation_data, test_data
+        self.verbose = kept["verbose"]
+        self.store = SearchStore(RunDirectory(directory) if directory is not None
+                                 else MemoryDirectory())
+        # θ0, taken before any training: every variable but the masks.
+        self.theta0 = state.snapshot(self.model)
+        self.rewind_state = self.theta0 if rewind_step == 0 else None
+        if "random_reinit" in controls:
+            checks.check_fresh_initialization(self.model, self.theta0, self.initial_masks)
+        self.optimizer = FreshOptimizer(self.model, self.compile_config)
+        self._records = None  # Once opened: every finished training, in order.
+
+    # -- public -------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, *, data_dir=None, limit=None, **overrides) -> "TicketSearch":
+        """A search of the paper's experiment `name` (see `keras_lottery.presets`).
+
+        Args:
+            name: a preset, e.g. `"lenet_300_100_mnist"`.
+            data_dir: a local copy of the data set; defaults to the
+                `KERAS_LOTTERY_DATA` environment variable, then `tfds.load`.
+            limit: train on the first `limit` examples only (quick runs).
+            **overrides: preset fields (`learning_rate`, `rounds`, ...) and
+                `TicketSearch` arguments (`controls`, `directory`, ...).
+
+        Example:
+
+        >>> result = TicketSearch.from_preset("lenet_300_100_mnist").run()
+        """
+        from keras_lottery import presets
+
+        return presets.build_search(cls, name, data_dir=data_dir, limit=limit, **overrides)
+
+    def run(self, x=None, y=None, *, validation_data=None, test_data=None, callbacks=None,
+            verbose=None, **fit_kwargs) -> SearchResult:
+        """Runs (or resumes) the search; arguments override the constructor's.
+
+        Calling it again resumes after the last finished training: with the
+        same settings it trains nothing more and returns the same result.
+
+        Args:
+            x, y: training data, as for `model.fit`.
+            validation_data, test_data: see the class.
+            callbacks: Keras callbacks added to every training.
+            verbose: see the class.
+            **fit_kwargs: `epochs`, `batch_size`, ... as for `model.fit`.
+
+        Returns:
+            A `SearchResult` with one record per training, resumed ones included.
+        """
+        # One process at a time per directory (with several JAX processes, the first).
+        claim = (self.store.directory.claimed() if distribution.process_index() == 0
+                 else contextlib.nullcontext())
+        with claim:
+            return self._run(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
+
+    def _run(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
+        before = {name: getattr(self, name) for name in self._RUN_ARGUMENTS}
+        try:
+            self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
+                                     fit_kwargs)
+            records = self._open()
+        except ValueError:
+            # A refused run leaves the search as it was.
+            for name, value in before.items():
+                setattr(self, name, value)
+            raise
+        trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
+                          self.validation_data, self.test_data, self.callbacks, self.verbose)
+        progress = Progress(self._planned_trainings(), len(records), self.verbose)
+        for round_ in self._rounds(records):
+            masks = self._masks_for(round_)
+            if not self._has(round_, "ticket"):
+                records.append(self._train_ticket(trainer, round_, masks))
+                self._save(records, progress)
+            for kind in self.controls if round_ > 0 else ():
+                if not self._has(round_, kind):
+                    records.append(self._train_control(trainer, round_, kind, masks))
+                    self._save(records, progress)
+        return SearchResult(self._within_plan(records), self._result_config())
+
+    def ticket(self, round: int):  # noqa: A002 - mirrors RoundRecord.round
+        """The model set to round `round`'s ticket: its masks on the rewind
+        weights and a fresh optimizer, ready to train. This is `search.model`;
+        a later `run()` is not disturbed by what you do with it."""
+        self._open(read_only=True)
+        if self.rewind_state is None:
+            raise ValueError("The rewind point is not known yet: run round 0 first.")
+        state.restore(self.model, self.rewind_state)
+        apply_masks(self.model, self.masks(round))
+        self.optimizer.reset()
+        return self.model
+
+    def masks(self, round: int, kind: str = "ticket") -> dict:  # noqa: A002
+        """`{path: bool array}`: the masks round `round`'s `kind` trained with."""
+        if self._records is None:
+            self._open(read_only=True)
+        if not self._has(round, kind):
+            raise KeyError(f"Round {round} has no {kind} yet.")
+        return self.store.masks(round, kind)
+
+    # -- the algorithm ------------------------------------------------------
+
+    def _rounds(self, records):
+        """The rounds to train, in order; the next is planned once the last is done."""
+        yield 0
+        if self._set_rounds():
+            yield from range(1, self._set_rounds() + 1)
+            return
+        for round_ in range(1, self.config.rounds + 1):
+            previous = next(r for r in records if r.round == round_ - 1 and r.kind == "ticket")
+            if self.config.target_density and previous.density <= self.config.target_density:
+                return
+            yield round_
+
+    def _masks_for(self, round_, invert=False):
+        """Round `round_`'s masks: those on file, else the transferred set, else
+        pruned by the criterion.
+
+        `invert` gives the inverted control's: the criterion's scores negated,
+        iterated down its own ladder (its previous round's masks and weights).
+        """
+        # Masks are written before the record that finishes a training: on
+        # file without it (a kill, a damaged record deleted), they are reused.
+        if not invert and (self._has(round_, "ticket") or self.store.exists(
+                masks_name(round_))):
+            return self.store.masks(round_, "ticket")
+        if round_ == 0:
+            return self.initial_masks
+        if self.transfer is not None:
+            return self.transfer[round_ - 1]
+        config, criterion = self.config, self.config.criterion
+        if criterion.at_initialization:
+            return self._pruned_at_initialization(config.one_shot[round_ - 1], invert)
+        pruned_from = 0 if config.one_shot else round_ - 1
+        lineage = "inverted" if invert and pruned_from > 0 else "ticket"
+        if invert and not self.store.exists(trained_name(pruned_from, lineage)):
+            raise ValueError(
+                f"Expected the inverted control from the first round of an iterative search. "
+                f"Received controls={list(self.controls)} for a search whose round "
+                f"{pruned_from} weights are gone: run it in a new directory."
+            )
+        start = self.theta0 if pruned_from == 0 else self.rewind_state
+        scores = criteria.after_training_scores(
+            criterion.name, self._trained(pruned_from, lineage),
+            {p: start[p] for p in self.initial_masks},
+            seed_for(config.seed, round_, "ticket"))
+        if invert:
+            scores = criteria.inverted(scores)
+        if self.structure_plan is not None:
+            return self._structured_masks(round_, pruned_from, lineage, scores, invert)
+        if config.one_shot:
+            return planning.one_shot_masks(self.store.masks(0, "ticket"), scores, self.rates,
+                                           config.one_shot[round_ - 1], config.budget)
+        return planning.iterative_masks(
+            self.store.masks(pruned_from, lineage), scores, self.rates,
+            planning.densities(self.initial_masks), round_, config.budget)
+
+    def _structured_masks(self, round_, pruned_from, lineage, scores, invert):
+        plan, config = self.structure_plan, self.config
+        gammas = self._gammas(pruned_from, lineage)
+        if invert and gammas:  # The inverted control ranks units by gamma the other way too.
+            gammas = {group: [-abs(g) for g in found] for group, found in gammas.items()}
+        if config.one_shot:
+            return structured_pruning.one_shot_structured(
+                plan, self.store.masks(0, "ticket"), scores, self.rates,
+                config.one_shot[round_ - 1], gammas)
+        return structured_pruning.structured_masks(
+            plan, self.store.masks(pruned_from, lineage), scores, self.rates,
+            planning.densities(self.initial_masks),
+            structured_pruning.start_units(plan, self.initial_masks), round_, gammas)
+
+    def _gammas(self, round_, kind):
+        """`{group: [trained BatchNormalization gammas]}` for the "bn_gamma" score."""
+        if not self.structure_plan.gammas:
+            return None
+        trained = self.store.read(trained_name(round_, kind))
+        return {group: [trained[path] for path in paths]
+                for group, paths in self.structure_plan.gammas.items()}
+
+    def _kept_weights(self, masks):
+        """What a training keeps to prune from: its prunable weights (and gammas)."""
+        trained = state.snapshot(self.model)
+        extra = [p for paths in (self.structure_plan.gammas if self.structure_plan else {}
+                                 ).values() for p in paths]
+        return {p: trained[p] for p in [*masks, *extra]}
+
+    def _pruned_at_initialization(self, density, invert):
+        """SNIP, GraSP or SynFlow masks of the rewind weights (θ0) at `density`."""
+        state.restore(self.model, self.rewind_state)
+        return saliency.prune_at_initialization(
+            self.model, self.config.criterion, density, self.rates, self._training_data(),
+            self.config.budget, self.initial_masks, invert=invert)
+
+    def _training_data(self):
+        return self.x if self.y is None else (self.x, self.y)
+
+    def _train_ticket(self, trainer, round_, masks):
+        start = self.theta0 if round_ == 0 else self.rewind_state
+        capture = CaptureState(self.config.rewind_step) if (
+            round_ == 0 and self.config.rewind_step) else None
+        record = trainer.train(round_, "ticket", start, masks, extra=[capture] if capture else [])
+        if capture is not None:
+            if capture.captured is None:
+                raise ValueError(
+                    f"Expected `rewind_step` within the dense run. Received "
+                    f"rewind_step={self.config.rewind_step}, but round 0 trained "
+                    f"{record.iterations} iterations."
+                )
+            self.rewind_state = capture.captured
+            self.store.write("rewind.npz", self.rewind_state)
+        # Only the latest ticket is pruned from next (one-shot: round 0's);
+        # the inverted control's first round prunes from round 0's too.
+        first_inverted = round_ == 1 and "inverted" in self.controls
+        stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
+            trained_name(round_ - 1),)
+        # A transfer search never prunes: it keeps no trained weights, and takes no copy.
+        kept = None if self.transfer is not None else self._kept_weights(masks)
+        self.store.save_training(record, masks, kept, stale)
+        return record
+
+    def _train_control(self, trainer, round_, kind, ticket_masks):
+        seed = seed_for(self.config.seed, round_, kind)
+        masks, start = ticket_masks, self.rewind_state
+        if kind in ("random_pruning", "inverted") and self.store.exists(
+                masks_name(round_, kind)):
+            masks = self.store.masks(round_, kind)  # A training whose record was lost.
+        elif kind == "random_pruning" and self.structure_plan is not None:
+            masks = structured_pruning.random_structured_like(
+                self.structure_plan, ticket_masks, self.initial_masks, seed)
+        elif kind == "random_pruning":
+            masks = random_masks_like(ticket_masks, seed)
+        elif kind == "inverted":
+            masks = self._masks_for(round_, invert=True)
+        if kind == "random_reinit":
+            start = state.fresh_initialization(self.model, seed + REINIT_OFFSET)
+        elif kind == "signed_constant":
+            start = {**start, **criteria.signed_constant(masks, start)}
+        record = trainer.train(round_, kind, start, masks)
+        if kind == "inverted" and not self.config.one_shot:
+            # Its next round prunes from these weights, as the ticket's does.
+            self.store.save_training(record, masks, self._kept_weights(masks),
+                                     (trained_name(round_ - 1, kind if round_ > 1 else "ticket"),))
+        else:
+            self.store.save_training(record, masks)
+        return record
+
+    # -- keeping what is done -----------------------------------------------
+
+    def _open(self, read_only=False):
+        """Opens (or resumes) the store; returns the records so far, in order.
+
+        Opened again at every `run()`, so that changed settings are caught.
+        `read_only` (for `ticket` and `masks`) neither starts a search nor
+        compares the data, which a search reopened for its tickets may lack.
+        """
+        data = {"x": self.x, "y": self.y, "validation": self.validation_data,
+                "test": self.test_data}
+        first_time = self._records is None
+        records = self.store.open(
+            fingerprint(self.model, self.config, self.compile_config,
+                        state.state_variables(self.model), data, self.vocabulary),
+            self.theta0, read_only=read_only)
+        self.theta0 = self.store.read("theta0.npz")
+        if self.config.rewind_step == 0:
+            self.rewind_state = self.theta0
+        elif self.store.exists("rewind.npz"):
+            self.rewind_state = self.store.read("rewind.npz")
+        if records and first_time and self.verbose:
+            print(f"[keras-lottery] resuming {self.store.directory.path}: "
+                  f"{len(records)} trainings already done.", flush=True)
+        if not read_only:  # Never left stale.
+            self.store.save_result(self._within_plan(records), self._result_config())
+            # So that `export.load_ticket` rebuilds the tickets without this code.
+            write_model_config(self.store.directory, self.model)
+        self._records = records
+        return records
+
+    def _save(self, records, progress):
+        self.store.save_result(self._within_plan(records), self._result_config())
+        progress.report(records[-1])
+
+    def _within_plan(self, records):
+        """The records of the rounds these settings reach: a rerun with fewer
+        rounds or a higher target keeps the others on file, not in its result."""
+        last = self._set_rounds() or self.config.rounds
+        if not self._set_rounds() and self.config.target_density:
+            reached = [r.round for r in records if r.kind == "ticket"
+                       and r.density <= self.config.target_density]
+            last = min([last, *reached])
+        return [r for r in records if r.round <= last]
+
+    def _has(self, round_, kind):
+        return self.store.has(round_, kind)
+
+    def _trained(self, round_, kind="ticket"):
+        trained = self.store.read(trained_name(round_, kind))
+        return {p: trained[p] for p in self.initial_masks}
+
+    def _result_config(self):
+        # The backend too: the same seed gives the same numbers on one backend only.
+        return {**self.config.to_json(), "backend": keras.backend.backend()}
+
+    # -- arguments ------------------------------------------------------------
+
+    # What `run()` may change, restored if it is refused.
+    _RUN_ARGUMENTS = ("config", "x", "y", "validation_data", "test_data", "callbacks",
+                      "verbose")
+
+    def _take_run_arguments(self, x, y, validation_data, test_data, callbacks, verbose,
+                            fit_kwargs):
+        if x is not None:
+            self.x, self.y = x, y
+        if self.x is None:
+            raise ValueError(
+                "Expected training data. Received none: pass `x` (and `y`) to "
+                "`TicketSearch(...)` or to `run()`."
+            )
+        if validation_data is not None:
+            self.validation_data = validation_data
+        if test_data is not None:
+            self.test_data = test_data
+        checks.check_data("x", self.x, self.y)
+        distribution.check_supported()
+        distribution.check_batches(self.x, self.config.fit)
+        checks.check_labels(self.model, "y", self.y)
+        for name, data in (("validation_data", self.validation_data),
+                           ("test_data", self.test_data)):
+            if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+                checks.check_data(name, data[0], data[1], *data[2:])
+                checks.check_labels(self.model, name, data[1])
+        if callbacks is not None:
+            self.callbacks = list(callbacks)
+        if verbose is not None:
+            self.verbose = settings.BY_NAME["verbose"].checked(verbose)
+        if fit_kwargs:
+            self.config = dataclasses.replace(
+                self.config, fit={**self.config.fit, **settings.fit_settings(fit_kwargs,
+                                                                             self.model)})
+        if self.config.eval_every and self.validation_data is None:
+            raise ValueError(
+                "Expected `validation_data` with `eval_every`: the early-stop "
+                f"iteration needs it. Received: eval_every={self.config.eval_every}, "
+                "validation_data=None"
+            )
+        if self.validation_data is not None:
+            checks.check_monitor(self.model, self.validation_data, self.config.monitor)
+        elif self.config.monitor != "val_loss":
+            raise ValueError(
+                "Expected `validation_data` with `monitor`: the early-stop criterion is "
+                f"measured on it. Received: monitor={self.config.monitor!r}, "
+                "validation_data=None"
+            )
+        if self.config.criterion.needs_data:  # Its batch, read now rather than after round 0.
+            saliency.scoring_batch(self._training_data(), self.config.criterion)
+        checks.check_rewind_step(self.config.rewind_step, self.x, self.config.fit,
+                                 self.compile_config)
+
+    def _planned_trainings(self):
+        rounds = self._set_rounds() or self.config.rounds
+        return 1 + rounds * (1 + len(self.controls))
+
+    def _set_rounds(self):
+        """The number of rounds fixed in advance (one-shot densities, each pruned
+        from the dense run; transferred mask sets); None when iterating."""
+        fixed = self.config.one_shot or self.config.transfer
+        return len(fixed) if fixed else None
