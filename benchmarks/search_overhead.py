@@ -13,7 +13,7 @@ It times private steps of TicketSearch by wrapping them where the search
 calls them: a measurement, not an API. One backend per process (KERAS_BACKEND); about a
 minute per backend with the defaults on a 2-core CPU.
 
-    KERAS_BACKEND=jax python benchmarks/search_overhead.py --data ../shared/data/mnist.npz
+    KERAS_BACKEND=jax python benchmarks/search_overhead.py --data path/to/data/mnist.npz
 """
 
 import argparse

@@ -18,7 +18,7 @@ Each side runs in its own process (the Keras backend is fixed at import) and
 prints one JSON line; the parent prints seconds per round and the ratios.
 About 5 minutes for the default settings on a 2-core CPU.
 
-    python benchmarks/vs_pytorch_loop.py --data ../shared/data/mnist.npz
+    python benchmarks/vs_pytorch_loop.py --data path/to/data/mnist.npz
     python benchmarks/vs_pytorch_loop.py --data mnist.npz --sides jax torch_loop --rounds 1
     python benchmarks/vs_pytorch_loop.py --data mnist.npz --compile keras --test-curves
 """

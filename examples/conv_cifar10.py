@@ -10,7 +10,7 @@ Conv-2 with --iterations 2000 --rounds 6 takes about 15 minutes on a 2-core
 CPU with JAX; the paper's 20K iterations and 20 rounds take days there.
 
     KERAS_BACKEND=jax python examples/conv_cifar10.py --network conv2 \
-        --dataset fashion_mnist --data-dir ../shared/data --rounds 6 --iterations 2000
+        --dataset fashion_mnist --data-dir path/to/data --rounds 6 --iterations 2000
 """
 
 import argparse

@@ -18,7 +18,7 @@ the seeds) and a figure into --out.
 
 About 25 minutes on a 2-core CPU with JAX at the defaults:
 
-    KERAS_BACKEND=jax python examples/criteria.py --data-dir ../shared/data
+    KERAS_BACKEND=jax python examples/criteria.py --data-dir path/to/data
 """
 
 import argparse

@@ -9,7 +9,7 @@ Conv-2 with --iterations 2000 --rounds 5 takes about 25 minutes on a 2-core
 CPU with JAX.
 
     KERAS_BACKEND=jax python examples/dropout.py --network conv2 --dataset fashion_mnist \
-        --data-dir ../shared/data --iterations 2000 --rounds 5
+        --data-dir path/to/data --iterations 2000 --rounds 5
 """
 
 import argparse

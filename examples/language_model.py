@@ -19,7 +19,7 @@ density: about 3 hours with JAX on a 2-core CPU. The run in docs/results.md
 prunes 36% a round over 5 rounds (the same end point, 10.7%) with windows of
 64 characters and 1,400 iterations (2 epochs) a training, in about 50 minutes:
 
-    KERAS_BACKEND=jax python examples/language_model.py --data-dir ../shared/data \\
+    KERAS_BACKEND=jax python examples/language_model.py --data-dir path/to/data \\
         --rounds 5 --rate 0.36 --sequence-length 64 --iterations 1400
 """
 

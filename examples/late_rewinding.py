@@ -7,7 +7,7 @@ MNIST search for several k (0 = θ0) and compares the tickets.
 
 With the defaults, about 5 minutes on a 2-core CPU with JAX.
 
-    KERAS_BACKEND=jax python examples/late_rewinding.py --data-dir ../shared/data
+    KERAS_BACKEND=jax python examples/late_rewinding.py --data-dir path/to/data
 """
 
 import argparse

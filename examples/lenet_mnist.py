@@ -10,7 +10,7 @@ With --iterations 2751 (3 epochs) and --rounds 8, about 75 seconds on a
 2-core CPU with JAX; the paper's 50K iterations and 15 rounds take about
 an hour there.
 
-    KERAS_BACKEND=jax python examples/lenet_mnist.py --data-dir ../shared/data \
+    KERAS_BACKEND=jax python examples/lenet_mnist.py --data-dir path/to/data \
         --rounds 8 --iterations 2751 --out runs/lenet_mnist
 """
 

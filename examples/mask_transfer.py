@@ -18,7 +18,7 @@ iteration, per density) into --out. Both data sets come from --data-dir
 
 About 10 minutes with JAX on a 2-core CPU at the defaults:
 
-    KERAS_BACKEND=jax python examples/mask_transfer.py --data-dir ../shared/data
+    KERAS_BACKEND=jax python examples/mask_transfer.py --data-dir path/to/data
 """
 
 import argparse

@@ -6,7 +6,7 @@ paper's settings; the figure compares accuracy at early stop against density.
 
 With --iterations 3000 --rounds 8, about 3 minutes on a 2-core CPU with JAX.
 
-    KERAS_BACKEND=jax python examples/one_shot.py --data-dir ../shared/data \
+    KERAS_BACKEND=jax python examples/one_shot.py --data-dir path/to/data \
         --iterations 3000 --rounds 8
 """
 

@@ -38,7 +38,7 @@ point), `result.csv` and the run directory into --out. About 20 minutes
 with JAX on a 2-core CPU for the defaults (10 rounds, to 10.7% density):
 
     KERAS_BACKEND=jax python examples/pretrained_bert_tickets.py \\
-        --data-dir ../shared/data --out runs/pretrained_bert
+        --data-dir path/to/data --out runs/pretrained_bert
 
 `--smoke` runs every step at a tiny size in a minute (for tests).
 """

@@ -18,7 +18,7 @@ against the dense model (`predict` over the test set, median of 5).
 
 About 20 minutes with JAX on a 2-core CPU at the defaults:
 
-    KERAS_BACKEND=jax python examples/structured_tickets.py --data-dir ../shared/data
+    KERAS_BACKEND=jax python examples/structured_tickets.py --data-dir path/to/data
 """
 
 import argparse

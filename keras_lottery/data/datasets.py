@@ -138,7 +138,7 @@ def mnist(
 
     Example:
 
-    >>> train, validation, test = mnist(data_dir="../shared/data")  # doctest: +SKIP
+    >>> train, validation, test = mnist(data_dir="path/to/data")  # doctest: +SKIP
     >>> train[0].shape, validation[0].shape, test[1].dtype  # doctest: +SKIP
     ((55000, 28, 28, 1), (5000, 28, 28, 1), dtype('int32'))
     """

@@ -63,11 +63,12 @@ class Setting:
     def checked(self, value):
         return self.check(self.name, value)
 
-    def given(self, value) -> bool:
-        """Whether `value` asks for something other than the default."""
+    def given(self, value, kept=None) -> bool:
+        """Whether `value` asks for something other than the default; `kept`,
+        where the caller has it, is `value` already checked."""
         if value is None:
             return False
-        kept = self.checked(value)
+        kept = self.checked(value) if kept is None else kept
         default = None if self.default is None else self.checked(self.default)
         return not _equal(kept, default)
 
@@ -88,7 +89,7 @@ def _optional(check):
     return optional
 
 
-def _rounds(name, value):
+def _positive_integer(name, value):
     return checks.integer(name, value, 1)
 
 
@@ -186,7 +187,7 @@ def _boolean(name, value):
 
 SETTINGS = (
     Setting("rounds", None, "pruned rounds after the dense round 0 (default 5; with "
-            "transfer, one per mask set)", _optional(_rounds), decides_masks=True,
+            "transfer, one per mask set)", _optional(_positive_integer), decides_masks=True,
             flag=dict(type=int)),
     Setting("target_density", None, "stop after the round whose overall density is at or "
             "below this", _optional(_density), decides_masks=True, flag=dict(type=float)),
@@ -211,7 +212,7 @@ SETTINGS = (
     Setting("controls", (), "controls trained beside each round", _controls,
             flag=dict(nargs="+", choices=CONTROLS)),
     Setting("eval_every", None, "iterations between evaluations (default: each epoch's end)",
-            _optional(_rounds), flag=dict(type=int)),
+            _optional(_positive_integer), flag=dict(type=int)),
     Setting("monitor", "val_loss", "the early-stop quantity: val_loss or val_<metric>",
             _monitor, flag=dict(type=str)),
     Setting("mode", "auto", "whether monitor is best at its min or max (auto: max for "
@@ -255,7 +256,7 @@ def check_settings(values: dict) -> dict:
 
 def check_together(values: dict, kept: dict) -> None:
     """The one rule of what excludes or needs what; `values` as given, `kept` as checked."""
-    given = {s.name for s in SETTINGS if s.given(values.get(s.name))}
+    given = {s.name for s in SETTINGS if s.given(values.get(s.name), kept[s.name])}
     if "transfer" in given:
         # The masks are given: nothing decides them, and nothing else may claim to.
         for name in (s.name for s in SETTINGS if s.decides_masks):
