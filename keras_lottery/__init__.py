@@ -54,7 +54,8 @@ _NAMES = {
     "keras_lottery.masking.masks": [
         "apply_masks", "get_masks", "get_weights", "masked_layers", "rates_for",
         "set_weights", "weight_infos"],
-    "keras_lottery.masking.sparsity": ["SparsityReport", "sparsity_report", "unmasked_layers"],
+    "keras_lottery.masking.sparsity": [
+        "SparsityReport", "compressed_size", "sparsity_report", "unmasked_layers"],
     "keras_lottery.pruning.rules": [
         "PruneRates", "density", "erk_densities", "global_magnitude_prune",
         "global_score_prune", "magnitude_prune", "prune_count", "random_masks_like",
@@ -64,6 +65,9 @@ _NAMES = {
     "keras_lottery.structured.structures": ["Structure"],
     "keras_lottery.structured.shrink": ["shrink", "shrink_report"],
     "keras_lottery.structured.early_bird": ["EarlyBird"],
+    "keras_lottery.sparse.schedules": ["ConstantSparsity", "PolynomialDecay", "PruningSchedule"],
+    "keras_lottery.sparse.gradual": ["GradualPruning"],
+    "keras_lottery.sparse.dynamic": ["RigL", "SET"],
     "keras_lottery.search.ticket_search": ["TicketSearch"],
     "keras_lottery.search.results": ["RoundRecord", "SearchResult"],
     "keras_lottery.search.aggregate": ["AggregateResult"],

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "keras_lottery"
 # From the bottom, as in docs/architecture.md.
 ORDER = [
     "checks, _keras", "data", "runtime", "pruning", "layers", "masking", "pruning.saliency",
-    "structured", "search", "models, metrics, schedules", "presets, plots", "cli",
+    "structured", "sparse", "search", "models, metrics, schedules", "presets, plots", "cli",
     "__init__",
 ]
 # Each module's layer. A new module needs a line here.
@@ -27,6 +27,7 @@ LAYER = {
     "keras_lottery.runtime.speed": "runtime",
     "keras_lottery.pruning": "pruning",
     "keras_lottery.pruning.criteria": "pruning",
+    "keras_lottery.pruning.dynamic": "pruning",
     "keras_lottery.pruning.planning": "pruning",
     "keras_lottery.pruning.rules": "pruning",
     "keras_lottery.layers": "layers",
@@ -48,6 +49,11 @@ LAYER = {
     "keras_lottery.structured.structures": "structured",
     "keras_lottery.structured.unit_groups": "structured",
     "keras_lottery.structured.unit_masks": "structured",
+    "keras_lottery.sparse": "sparse",
+    "keras_lottery.sparse.dynamic": "sparse",
+    "keras_lottery.sparse.gradual": "sparse",
+    "keras_lottery.sparse.mask_updates": "sparse",
+    "keras_lottery.sparse.schedules": "sparse",
     "keras_lottery.search": "search",
     "keras_lottery.search.aggregate": "search",
     "keras_lottery.search.callbacks": "search",

@@ -214,3 +214,28 @@ def warn_unmasked(model, skip=lambda layer: False) -> None:
         UserWarning,
         stacklevel=3,
     )
+
+
+def compressed_size(model) -> dict:
+    """How big `model` is as a `.keras` file, and gzipped: `{"file_bytes", "gzip_bytes"}`.
+
+    A masked model is stripped first (`keras_lottery.strip`): the plain model
+    a user ships, its pruned weights stored as zeros. Zeros cost as much as any
+    weight in the file and next to nothing once compressed, which is how a
+    sparse model gets smaller on disk (as tfmot's guide measures it).
+    """
+    import gzip
+    import os
+    import shutil
+    import tempfile
+
+    from keras_lottery.masking.conversion import strip
+
+    plain = strip(model) if any(isinstance(layer, MaskedLayer)
+                                for layer in _keras.sublayers(model, include_self=True)) else model
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        plain.save(path)
+        with open(path, "rb") as source, gzip.open(path + ".gz", "wb", compresslevel=9) as out:
+            shutil.copyfileobj(source, out)
+        return {"file_bytes": os.path.getsize(path), "gzip_bytes": os.path.getsize(path + ".gz")}

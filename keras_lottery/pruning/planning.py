@@ -140,3 +140,33 @@ def one_shot_floor(rates, sizes, start=None) -> float:
     start = start or {p: 1.0 for p in rates}
     return sum(sizes[p] * start[p] for p, rate in rates.items() if rate == 0) / sum(
         sizes.values())
+
+
+def pruned_to(scores, masks, density, budget="uniform", chosen=None):
+    """Masks with the `chosen` layers brought down to `density` from `masks`,
+    the lowest `scores` pruned first, never growing back: what pruning during
+    training (`keras_lottery.sparse.GradualPruning`) does at each update.
+
+    Args:
+        scores: `{path: array}`, higher kept.
+        masks: the current masks `{path: bool array}`.
+        density: the chosen layers' density, a fraction of their full size:
+            one number, or (`"uniform"` only) `{path: density}` per layer.
+        budget: `"uniform"`: each chosen layer at `density` of its own size;
+            `"global"`: one ranking across the chosen layers; `"erk"`: ERK
+            densities, a layer already below its share staying where it is.
+        chosen: the paths to prune; defaults to all. The others stay as they are.
+    """
+    budget = checks.choice("budget", budget, BUDGETS)
+    chosen = list(masks) if chosen is None else [p for p in masks if p in set(chosen)]
+    if budget == "uniform":
+        targets = density if isinstance(density, Mapping) else {p: density for p in chosen}
+        part = {p: masks[p] for p in chosen}
+        new = pruning.score_prune({p: scores[p] for p in chosen}, part,
+                                  pruning.rates_for_densities(part, targets))
+        return {p: new.get(p, masks[p]) for p in masks}
+    live = sum(int(np.count_nonzero(masks[p])) for p in chosen)
+    if live <= pruning.keep_count(sum(masks[p].size for p in chosen), density):
+        return dict(masks)  # There already (ERK's rounding may leave it just below).
+    rates = {p: (0.5 if p in chosen else 0.0) for p in masks}
+    return chosen_at(scores, masks, rates, density, budget)

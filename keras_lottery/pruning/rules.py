@@ -23,7 +23,7 @@ from keras_lottery.pruning.criteria import random_scores
 
 __all__ = [
     "RATE_KINDS", "WEIGHT_KINDS", "PruneRates", "WeightInfo", "density", "erk_densities",
-    "global_magnitude_prune", "global_score_prune", "keep_count", "magnitude_prune",
+    "global_magnitude_prune", "global_score_prune", "keep_count", "lowest", "magnitude_prune",
     "prune_count", "random_masks_like", "random_prune", "rates_for_densities", "score_prune",
     "validate_masks",
 ]
@@ -412,8 +412,21 @@ def _prune_smallest(scores, mask, rate):
     kept = np.flatnonzero(mask)
     count = prune_count(kept.size, rate)
     new = mask.copy()
-    if count:
-        # A stable sort keeps position order among equal scores.
-        order = np.argsort(scores.ravel()[kept], kind="stable")
-        new.ravel()[kept[order[:count]]] = False
+    new.ravel()[kept[lowest(scores.ravel()[kept], count)]] = False
     return new
+
+
+def lowest(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` smallest of the 1-D `values`, ties broken by
+    position (the earlier first): the first `count` of a stable argsort, as a
+    set, found in linear time (a partition), since masks are recomputed
+    during training (`keras_lottery.sparse`)."""
+    values = np.asarray(values)
+    if count <= 0:
+        return np.zeros(0, dtype=np.intp)
+    if count >= values.size:
+        return np.arange(values.size)
+    threshold = np.partition(values, count - 1)[count - 1]
+    below = np.flatnonzero(values < threshold)
+    equal = np.flatnonzero(values == threshold)[: count - below.size]
+    return np.concatenate([below, equal])

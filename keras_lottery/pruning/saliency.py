@@ -115,6 +115,19 @@ def synflow_scores(model, masks: Mapping | None = None, input_shape=None) -> dic
     return scores
 
 
+def dense_gradients(model, x, y) -> dict:
+    """The gradient of the compiled loss on `(x, y)` for every prunable weight as if
+    every weight were live: masks at one, pruned weights at zero. Where a
+    weight is pruned, the gradient it would get if it grew back (RigL's
+    grow score, Evci et al. 2020).
+    """
+    weights, masks = get_weights(model), get_masks(model)
+    live = {p: weights[p] * masks[p] for p in weights}
+    _, grads = _loss_gradient(model, x, y, {p: np.ones(m.shape, bool) for p, m in masks.items()},
+                              live)
+    return grads
+
+
 def scores_at_initialization(model, criterion, masks=None, data=None) -> dict:
     """The scores of `criterion` ("snip", "grasp", "synflow") of `model` as it is now.
 
