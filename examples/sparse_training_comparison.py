@@ -32,7 +32,7 @@ NETWORKS = {"lenet": ("mnist", 1.2e-3, 5), "conv2": ("fashion_mnist", 2e-4, 3)}
 METHODS = ("gradual", "set", "rigl", "snip", "ticket")
 
 
-def run(network, seed, out, data_dir, limit=None):
+def run(network, seed, out, data_dir, limit=None, epochs=None, every=100):
     import keras
     import numpy as np
 
@@ -40,7 +40,8 @@ def run(network, seed, out, data_dir, limit=None):
     from keras_lottery import models
     from keras_lottery.data import datasets
 
-    dataset, learning_rate, epochs = NETWORKS[network]
+    dataset, learning_rate, default_epochs = NETWORKS[network]
+    epochs = epochs or default_epochs
     splits = datasets.load(dataset, data_dir=data_dir, validation_size=5000)
     x, y = splits.train
     if limit:
@@ -66,6 +67,10 @@ def run(network, seed, out, data_dir, limit=None):
 
     path = pathlib.Path(out) / f"{network}_seed{seed}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    settings = {"examples": len(x), "epochs": epochs, "batch": batch, "update_every": every}
+    if results.get("settings", settings) != settings:
+        raise SystemExit(f"{path} holds a run with other settings: {results['settings']}")
+    results["settings"] = settings
 
     def record(key, value):
         results[key] = value
@@ -73,13 +78,13 @@ def run(network, seed, out, data_dir, limit=None):
         path.write_text(json.dumps(results, indent=1))  # Kept after each training.
         print(network, seed, key, value, flush=True)
 
-    begin, end = (round(f * steps / 100) * 100 for f in (0.1, 0.6))
+    begin, end = (round(f * steps / every) * every for f in (0.1, 0.6))
     for density in DENSITIES:
         made = {
             "gradual": lambda: [kl.GradualPruning(kl.PolynomialDecay(
-                0.0, 1 - density, begin_step=begin, end_step=end, frequency=100))],
-            "set": lambda: [kl.SET(density, update_every=100, seed=seed)],
-            "rigl": lambda: [kl.RigL(density, (x, y), batch_size=batch, update_every=100,
+                0.0, 1 - density, begin_step=begin, end_step=end, frequency=every))],
+            "set": lambda: [kl.SET(density, update_every=every, seed=seed)],
+            "rigl": lambda: [kl.RigL(density, (x, y), batch_size=batch, update_every=every,
                                      seed=seed)],
         }
         for method, callbacks in made.items():
@@ -113,6 +118,9 @@ def report(out, figures):
         network = path.name.split("_seed")[0]
         for key, value in json.loads(path.read_text()).items():
             table.setdefault(network, {}).setdefault(key, []).append(value)
+    for network, rows in table.items():
+        if len({json.dumps(s, sort_keys=True) for s in rows.pop("settings", [])}) > 1:
+            raise SystemExit(f"{network}: seeds run with different settings")
     lines = []
     for network, rows in table.items():
         seeds = len(rows.get("dense", []))
@@ -177,12 +185,15 @@ def main(argv=None):
     runner.add_argument("--out", required=True)
     runner.add_argument("--data-dir", default=None, help="local data (else tfds)")
     runner.add_argument("--limit", type=int, default=None, help="training examples (quick runs)")
+    runner.add_argument("--epochs", type=int, default=None, help="default: the network's")
+    runner.add_argument("--every", type=int, default=100,
+                        help="steps between mask updates (gradual, SET, RigL); default 100")
     reporter = sub.add_parser("report")
     reporter.add_argument("out")
     reporter.add_argument("--docs", default=None, help="folder for the figure")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.network, args.seed, args.out, args.data_dir, args.limit)
+        run(args.network, args.seed, args.out, args.data_dir, args.limit, args.epochs, args.every)
     else:
         report(args.out, args.docs)
 

@@ -10,6 +10,7 @@
     keras-lottery report runs/lenet5          # mean ± std [min, max] over its seed_* runs
     keras-lottery plot runs/lenet --out figures/
     keras-lottery export runs/filters --round 5 --as shrunk --out ticket.keras
+    keras-lottery sparse --preset lenet_300_100_mnist --method rigl --density 0.05 --out runs/rigl
 """
 
 import argparse
@@ -32,6 +33,7 @@ from keras_lottery.presets import TRAINING_SETTINGS
 from keras_lottery.structured.structures import SCORES, as_structure
 
 BACKENDS = ("tensorflow", "jax", "torch")
+SPARSE_METHODS = ("gradual", "set", "rigl")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -108,6 +110,37 @@ def parser() -> argparse.ArgumentParser:
                         "layers, loss or metrics with Keras")
     export.add_argument("--backend", choices=BACKENDS,
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    sparse = commands.add_parser(
+        "sparse", help="train a preset's network once, ending sparse: gradual pruning, SET "
+        "or RigL inside one fit (rerun to resume)")
+    sparse.add_argument("--preset", required=True, help="a preset name (see run --list-presets)")
+    sparse.add_argument("--method", choices=SPARSE_METHODS, default="gradual",
+                        help="gradual: magnitude pruning on a polynomial schedule (Zhu & Gupta, "
+                        "tfmot); set, rigl: dynamic sparse training at a fixed density")
+    sparse.add_argument("--density", type=_fraction("(0, 1)"), required=True,
+                        help="share of the prunable weights kept at the end")
+    sparse.add_argument("--budget", choices=("uniform", "global", "erk"),
+                        help="how layers share the density (default: uniform for gradual, "
+                        "erk for set and rigl)")
+    sparse.add_argument("--every", type=_integer(1), default=100,
+                        help="steps between mask updates (default 100)")
+    sparse.add_argument("--begin", type=_fraction("[0, 1)"), default=0.1,
+                        help="gradual: share of the training before pruning begins (default 0.1)")
+    sparse.add_argument("--end", type=_fraction("(0, 1)"),
+                        help="gradual: share of the training at which the final sparsity is "
+                        "reached; set, rigl: after which masks stay fixed (default 0.6 for "
+                        "gradual, 0.75 for set and rigl)")
+    sparse.add_argument("--out", required=True, help="folder for result.json and model.keras")
+    for setting in TRAINING_SETTINGS:
+        if setting.flag and setting.name in ("iterations", "batch_size", "learning_rate"):
+            _add_flag(sparse, setting)
+    sparse.add_argument("--seed", type=_integer(0), default=0)
+    sparse.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
+    sparse.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, "
+                        "tfds)")
+    sparse.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    sparse.add_argument("--verbose", type=_integer(0), default=2, choices=(0, 1, 2))
     return main
 
 
@@ -188,14 +221,15 @@ def main(argv=None) -> int:
     """Runs a command; a refused input ends it with one message and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
-    if args.command in ("run", "export") and args.backend and _needs_backend_switch(
+    if args.command in ("run", "export", "sparse") and args.backend and _needs_backend_switch(
             args.backend):
         # The backend is fixed when keras is first imported, and importing
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
         os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
     try:
-        return {"run": _run, "report": _report, "plot": _plot, "export": _export}[
+        return {"run": _run, "report": _report, "plot": _plot, "export": _export,
+                "sparse": _sparse}[
             args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         # The library's errors name the argument, what it expected and what
@@ -289,6 +323,60 @@ def _run(args) -> int:
     if busy:
         print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
               f"{out}` once they are done.")
+    return 0
+
+
+def _sparse(args) -> int:
+    """One training of a preset's network that ends at `--density`, resumable: Keras'
+    `BackupAndRestore` keeps the model, its masks and the step in OUT/backup."""
+    import json
+
+    import keras
+
+    from keras_lottery.masking.conversion import strip
+    from keras_lottery.masking.sparsity import compressed_size, sparsity_report
+    from keras_lottery.sparse import dynamic, gradual, schedules
+
+    args.end = args.end or (0.6 if args.method == "gradual" else 0.75)
+    if args.end <= args.begin and args.method == "gradual":
+        raise SystemExit(f"keras-lottery sparse: --end ({args.end}) must come after --begin "
+                         f"({args.begin})")
+    overrides = {name: getattr(args, name) for name in ("iterations", "batch_size",
+                                                        "learning_rate")
+                 if getattr(args, name) is not None}
+    preset = presets.get(args.preset, **overrides)
+    model, splits, (x, y) = presets.build_training(preset, data_dir=args.data_dir,
+                                                   limit=args.limit, seed=args.seed)
+    epochs = preset.epochs(len(x))
+    steps = epochs * math.ceil(len(x) / preset.batch_size)
+    budget = args.budget or ("uniform" if args.method == "gradual" else "erk")
+    if args.method == "gradual":
+        begin = int(args.begin * steps) // args.every * args.every
+        end = max(begin, int(args.end * steps) // args.every * args.every)
+        callback = gradual.GradualPruning(schedules.PolynomialDecay(
+            0.0, 1 - args.density, begin, end, frequency=args.every), budget=budget)
+    else:
+        if budget == "global":
+            raise SystemExit("keras-lottery sparse: --budget for set and rigl is erk or uniform")
+        end = int(args.end * steps)
+        common = dict(budget=budget, update_every=args.every, end_step=max(1, end),
+                      seed=args.seed)
+        callback = (dynamic.SET(args.density, **common) if args.method == "set" else
+                    dynamic.RigL(args.density, (x, y), batch_size=preset.batch_size, **common))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed + 1)  # The data order.
+    model.fit(x, y, batch_size=preset.batch_size, epochs=epochs, verbose=args.verbose,
+              validation_data=splits.validation if len(splits.validation[1]) else None,
+              callbacks=[callback, keras.callbacks.BackupAndRestore(str(out / "backup"))])
+    test = model.evaluate(*splits.test, batch_size=1000, verbose=0, return_dict=True)
+    plain = strip(model)
+    plain.save(out / "model.keras")
+    result = {"preset": args.preset, "method": args.method, "budget": budget,
+              "density": sparsity_report(model).density, "steps": steps, "seed": args.seed,
+              **{f"test_{k}": float(v) for k, v in test.items()}, **compressed_size(plain)}
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
     return 0
 
 

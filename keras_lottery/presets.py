@@ -191,9 +191,6 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     `compile` instead), and passes every remaining override to the search.
     `limit` keeps only the first `limit` training examples (for quick runs).
     """
-    from keras_lottery.data import datasets
-    from keras_lottery import models  # Heavy; only when a preset is built.
-
     fields = {f.name for f in dataclasses.fields(Preset)}
     preset_overrides = {k: overrides.pop(k) for k in list(overrides) if k in fields}
     # The search's settings as asked, checked by the search's own rules before any data
@@ -209,6 +206,42 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
             ruled_out |= set(excluded)
     preset = get(name, **preset_overrides)
     jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
+    model, splits, (x, y) = build_training(preset, data_dir=data_dir, limit=limit,
+                                           seed=overrides.get("seed", 0),
+                                           jit_compile=jit_compile)
+    language = preset.network in _language_models()
+    # No held-out set (validation_size=0): no early-stop criterion, final values only.
+    validation = splits.validation if len(splits.validation[1]) else None
+    settings = dict(
+        **{k: getattr(preset, k) for k in SEARCH_FIELDS
+           if k not in ruled_out or k in preset_overrides},
+        validation_data=validation, test_data=splits.test,
+        epochs=preset.epochs(len(x)), batch_size=preset.batch_size,
+    )
+    if validation is None:
+        settings.pop("eval_every", None)
+    if language:  # A resume on another text is refused, naming the characters.
+        settings["vocabulary"] = splits.vocabulary
+    settings.update(overrides)
+    return search_class(model, x, y, **settings)
+
+
+def _language_models():
+    from keras_lottery import models
+
+    return models.LANGUAGE_MODELS
+
+
+def build_training(preset: Preset, *, data_dir=None, limit=None, seed=0, jit_compile=None):
+    """`(model, splits, (x, y))`: `preset`'s network, built under `seed` and compiled
+    with its optimizer and the backend's fastest settings, and its data.
+
+    `limit` keeps the first `limit` training examples; `jit_compile` goes to
+    `compile` instead of the fastest setting.
+    """
+    from keras_lottery.data import datasets
+    from keras_lottery import models  # Heavy; only when a preset is built.
+
     language = preset.network in models.LANGUAGE_MODELS
     texts = ("jargon", "tiny_shakespeare")
     if language != (preset.dataset in texts):
@@ -228,8 +261,8 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     x, y = splits.train
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    # θ0 follows from the search's seed: same seed, same initialization.
-    keras.utils.set_random_seed(overrides.get("seed", 0))
+    # θ0 follows from the seed: same seed, same initialization.
+    keras.utils.set_random_seed(seed)
     settings = fast_compile_settings(preset.eval_every)
     if jit_compile is not None:
         settings["jit_compile"] = jit_compile
@@ -247,17 +280,4 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
                            num_classes=int(splits.test[1].max()) + 1, dropout=preset.dropout)
         model.compile(preset.optimizer_instance(), "sparse_categorical_crossentropy",
                       metrics=["accuracy"], **settings)
-    # No held-out set (validation_size=0): no early-stop criterion, final values only.
-    validation = splits.validation if len(splits.validation[1]) else None
-    settings = dict(
-        **{k: getattr(preset, k) for k in SEARCH_FIELDS
-           if k not in ruled_out or k in preset_overrides},
-        validation_data=validation, test_data=splits.test,
-        epochs=preset.epochs(len(x)), batch_size=preset.batch_size,
-    )
-    if validation is None:
-        settings.pop("eval_every", None)
-    if language:  # A resume on another text is refused, naming the characters.
-        settings["vocabulary"] = splits.vocabulary
-    settings.update(overrides)
-    return search_class(model, x, y, **settings)
+    return model, splits, (x, y)

@@ -203,3 +203,28 @@ def test_an_unknown_backend_is_one_message_before_keras_loads(argv, environment,
     with pytest.raises(SystemExit, match=r"keras-lottery: expected (--backend|KERAS_BACKEND) "
                                          r"among tensorflow, jax, torch\. Received: '"):
         keras_lottery_cli.main(argv)
+
+
+@pytest.mark.parametrize("method", ["gradual", "rigl"])
+def test_sparse_trains_a_preset_once_to_its_density(tmp_path, method):
+    out = tmp_path / method
+    argv = ["sparse", "--preset", "mlp_mnist1d", "--method", method, "--density", "0.1",
+            "--iterations", "60", "--limit", "600", "--every", "10", "--verbose", "0",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["density"] == pytest.approx(0.1, abs=0.002)
+    assert result["method"] == method and result["budget"] == (
+        "uniform" if method == "gradual" else "erk")
+    assert 0 < result["gzip_bytes"] < result["file_bytes"]
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(out / "model.keras")  # Plain Keras, pruned weights zero.
+    kernels = [w for w in model.weights if w.path.endswith("kernel")]
+    zeros = sum(int((keras.ops.convert_to_numpy(k) == 0).sum()) for k in kernels)
+    assert zeros / sum(int(np.prod(k.shape)) for k in kernels) == pytest.approx(0.9, abs=0.002)
+    if method != "gradual":
+        return
+    with pytest.raises(SystemExit, match="--end .* must come after --begin"):
+        cli.main([*argv[:-2], "--begin", "0.5", "--end", "0.4", "--out", str(tmp_path / "x")])
