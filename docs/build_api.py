@@ -24,6 +24,7 @@ SECTIONS = {
     "masking": "Masks on a model",
     "pruning": "Which weights to prune",
     "structured": "Structured tickets",
+    "sparse": "Sparse training in one fit",
     "search": "The ticket search",
     "runtime": "Devices and compilation",
 }

@@ -365,6 +365,7 @@ def _sparse(args) -> int:
                     dynamic.RigL(args.density, (x, y), batch_size=preset.batch_size, **common))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    dense = {f"dense_{k}": v for k, v in compressed_size(model).items()}  # For comparison.
     keras.utils.set_random_seed(args.seed + 1)  # The data order.
     model.fit(x, y, batch_size=preset.batch_size, epochs=epochs, verbose=args.verbose,
               validation_data=splits.validation if len(splits.validation[1]) else None,
@@ -374,7 +375,8 @@ def _sparse(args) -> int:
     plain.save(out / "model.keras")
     result = {"preset": args.preset, "method": args.method, "budget": budget,
               "density": sparsity_report(model).density, "steps": steps, "seed": args.seed,
-              **{f"test_{k}": float(v) for k, v in test.items()}, **compressed_size(plain)}
+              **{f"test_{k}": float(v) for k, v in test.items()}, **compressed_size(plain),
+              **dense}
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0

@@ -148,16 +148,20 @@ class RigL(DynamicSparsity):
             of `(x, y)` batches (its next batch at each update).
         batch_size: examples per gradient, drawn at random from arrays.
             Defaults to 256.
-        Others: as for `DynamicSparsity` (budget, drop_fraction,
-            update_every, end_step, layers, seed, verbose).
+        budget, drop_fraction, update_every, end_step, layers, seed,
+            verbose: as for `SET` (see `DynamicSparsity`).
 
     Reference:
         Evci, Gale, Menick, Castro & Elsen, "Rigging the lottery: making all
         tickets winners", ICML 2020.
     """
 
-    def __init__(self, density: float, data, batch_size: int = 256, **kwargs):
-        super().__init__(density, **kwargs)
+    def __init__(self, density: float, data, batch_size: int = 256, budget: str = "erk",
+                 drop_fraction: float = 0.3, update_every: int = 100,
+                 end_step: int | None = None, layers=None, seed: int = 0, verbose: int = 0):
+        super().__init__(density, budget=budget, drop_fraction=drop_fraction,
+                         update_every=update_every, end_step=end_step, layers=layers,
+                         seed=seed, verbose=verbose)
         if data is None:
             raise ValueError("Expected `data`, training examples for the dense gradient: "
                              "(x, y) arrays or a dataset. Received: data=None")

@@ -111,7 +111,9 @@ class ConstantSparsity(PruningSchedule):
 @keras.saving.register_keras_serializable(package="keras_lottery")
 class PolynomialDecay(PruningSchedule):
     """Sparsity rising from `initial_sparsity` to `final_sparsity` between
-    `begin_step` and `end_step` (Zhu & Gupta 2017), every `frequency` steps:
+    `begin_step` and `end_step` on a polynomial (Zhu & Gupta 2017).
+
+    Masks update every `frequency` steps in that range, to
 
         s(t) = final + (initial - final) * (1 - (t - begin) / (end - begin)) ** power
 
