@@ -367,3 +367,22 @@ def test_a_schedule_that_ends_after_training_warns_naming_the_step_reached():
         warnings.simplefilter("error", UserWarning)
         _fit(_model(), [kl.GradualPruning(kl.PolynomialDecay(0.0, 0.9, 0, 30, frequency=10))],
              epochs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras has no multi-device trainer for torch")
+def test_sparse_training_on_several_devices_matches_one():
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).parent / "multi_device_sparse.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, KERAS_BACKEND=BACKEND))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    for method, report in json.loads(lines[0][len("RESULT "):]).items():
+        assert report["masks_equal"] and report["pruned_zero"], method
+        assert report["weight_gap"] < 1e-4, method
