@@ -32,7 +32,7 @@ NETWORKS = {"lenet": ("mnist", 1.2e-3, 5), "conv2": ("fashion_mnist", 2e-4, 3)}
 METHODS = ("gradual", "set", "rigl", "snip", "ticket")
 
 
-def run(network, seed, out, data_dir, limit=None, epochs=None, every=100):
+def run(network, seed, out, data_dir, limit=None, epochs=None, every=100, tickets="iterative"):
     import keras
     import numpy as np
 
@@ -67,7 +67,8 @@ def run(network, seed, out, data_dir, limit=None, epochs=None, every=100):
 
     path = pathlib.Path(out) / f"{network}_seed{seed}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    settings = {"examples": len(x), "epochs": epochs, "batch": batch, "update_every": every}
+    settings = {"examples": len(x), "epochs": epochs, "batch": batch, "update_every": every,
+                "tickets": tickets}
     if results.get("settings", settings) != settings:
         raise SystemExit(f"{path} holds a run with other settings: {results['settings']}")
     results["settings"] = settings
@@ -96,18 +97,24 @@ def run(network, seed, out, data_dir, limit=None, epochs=None, every=100):
                                                (x, y), budget="global")
             kl.apply_masks(model, masks)
             record(f"snip@{density}", train(model))
-    search = kl.TicketSearch(build(), x, y, rounds=12, prune_rates=RATE, seed=seed,
-                             directory=pathlib.Path(out) / f"{network}_tickets_seed{seed}",
-                             verbose=0)
+    directory = pathlib.Path(out) / f"{network}_tickets_seed{seed}"
+    if tickets == "iterative":
+        search = kl.TicketSearch(build(), x, y, rounds=12, prune_rates=RATE, seed=seed,
+                                 directory=directory, verbose=0)
+    else:  # One-shot: each density pruned once from the dense training, then retrained.
+        search = kl.TicketSearch(build(), x, y, one_shot=list(DENSITIES), prune_rates=RATE,
+                                 seed=seed, directory=directory, verbose=0)
     result = search.run(test_data=splits.test, epochs=epochs, batch_size=batch)
-    tickets = {r.round: r for r in result.records if r.kind == "ticket"}
-    record("dense", {"accuracy": tickets[0].final["test_accuracy"], "density": 1.0,
-                     "steps": tickets[0].iterations})
-    for density, round_ in TICKET_ROUNDS.items():
-        ticket = tickets[round_]
-        record(f"ticket@{density}", {
-            "accuracy": ticket.final["test_accuracy"], "density": ticket.density,
-            "steps": sum(tickets[r].iterations for r in range(round_ + 1))})
+    found = {r.round: r for r in result.records if r.kind == "ticket"}
+    record("dense", {"accuracy": found[0].final["test_accuracy"], "density": 1.0,
+                     "steps": found[0].iterations})
+    for index, density in enumerate(DENSITIES):
+        round_ = TICKET_ROUNDS[density] if tickets == "iterative" else index + 1
+        ticket = found[round_]
+        cost = (sum(found[r].iterations for r in range(round_ + 1)) if tickets == "iterative"
+                else found[0].iterations + ticket.iterations)
+        record(f"ticket@{density}", {"accuracy": ticket.final["test_accuracy"],
+                                     "density": ticket.density, "steps": cost})
 
 
 def report(out, figures):
@@ -118,14 +125,17 @@ def report(out, figures):
         network = path.name.split("_seed")[0]
         for key, value in json.loads(path.read_text()).items():
             table.setdefault(network, {}).setdefault(key, []).append(value)
+    settings_of = {}
     for network, rows in table.items():
-        if len({json.dumps(s, sort_keys=True) for s in rows.pop("settings", [])}) > 1:
-            raise SystemExit(f"{network}: seeds run with different settings")
+        settings_of[network] = {json.dumps(s, sort_keys=True) for s in rows.pop("settings", [])}
+        if len(settings_of[network]) != 1:
+            raise SystemExit(f"{network}: seeds run with different (or unrecorded) settings")
     lines = []
     for network, rows in table.items():
         seeds = len(rows.get("dense", []))
-        lines.append(f"\n{network} ({seeds} seeds): test accuracy % (mean ± std), "
-                     "and training steps\n")
+        settings = json.loads(next(iter(settings_of[network])))
+        lines.append(f"\n{network} ({seeds} seeds; {settings}): test accuracy % "
+                     "(mean ± std), and training steps\n")
         lines.append("| method | " + " | ".join(f"{d:.0%} density" for d in DENSITIES)
                      + " | steps |")
         lines.append("|---" * (len(DENSITIES) + 2) + "|")
@@ -186,6 +196,9 @@ def main(argv=None):
     runner.add_argument("--data-dir", default=None, help="local data (else tfds)")
     runner.add_argument("--limit", type=int, default=None, help="training examples (quick runs)")
     runner.add_argument("--epochs", type=int, default=None, help="default: the network's")
+    runner.add_argument("--tickets", choices=("iterative", "one-shot"), default="iterative",
+                        help="iterative: 12 rounds to 2%% (default); one-shot: each density "
+                        "pruned once from the dense training")
     runner.add_argument("--every", type=int, default=100,
                         help="steps between mask updates (gradual, SET, RigL); default 100")
     reporter = sub.add_parser("report")
@@ -193,7 +206,8 @@ def main(argv=None):
     reporter.add_argument("--docs", default=None, help="folder for the figure")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.network, args.seed, args.out, args.data_dir, args.limit, args.epochs, args.every)
+        run(args.network, args.seed, args.out, args.data_dir, args.limit, args.epochs, args.every,
+            args.tickets)
     else:
         report(args.out, args.docs)
 

@@ -131,8 +131,13 @@ class MaskUpdate(keras.callbacks.Callback):
             entry = self._variables[path]
             entry.mask.assign(new[path].astype(keras.backend.standardize_dtype(entry.mask.dtype)))
             entry.weight.assign(weights[path] * keep)
-            for slot in slots.get(path, ()):
-                slot.assign(keras.ops.convert_to_numpy(slot) * keep)
+            found = slots.get(path, ())
+            if found:
+                # Multiplied where they live: one transfer of `keep`, none of the slots.
+                keep = keras.ops.convert_to_tensor(keep.astype(
+                    keras.backend.standardize_dtype(found[0].dtype)))
+                for slot in found:
+                    slot.assign(keras.ops.multiply(slot, keep))
         self._density = sum(int(np.count_nonzero(new[p])) for p in self.paths) / sum(
             new[p].size for p in self.paths)
         self.updates.append((step, self._density))
