@@ -386,3 +386,26 @@ def test_sparse_training_on_several_devices_matches_one():
     for method, report in json.loads(lines[0][len("RESULT "):]).items():
         assert report["masks_equal"] and report["pruned_zero"], method
         assert report["weight_gap"] < 1e-4, method
+
+
+def test_mixed_precision_slots_are_found_through_the_loss_scale_optimizer():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model()
+        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        _fit(model, [kl.GradualPruning(kl.ConstantSparsity(0.7, 0, frequency=5))], epochs=2)
+        _assert_pruned_zero(model)  # Adam's moments of the inner optimizer, zero where pruned.
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def test_slots_go_to_the_weight_with_the_longest_matching_name():
+    keras.utils.set_random_seed(0)
+    model = kl.prunable(keras.Sequential(name="m", layers=[
+        keras.Input((4,)), keras.layers.Dense(4, name="d"), keras.layers.Dense(4, name="d_kernel")]))
+    model.compile("adam", "mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 4)), verbose=0)
+    weights = [e.weight for e in kl.masking.masks.prunable_variables(model).values()]
+    found = optimizer_slots(model.optimizer, weights[:1], model.trainable_variables)
+    assert [v.name for v in found["m/d/kernel"]] == ["m_d_kernel_momentum", "m_d_kernel_velocity"]

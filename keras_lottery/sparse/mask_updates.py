@@ -122,7 +122,8 @@ class MaskUpdate(keras.callbacks.Callback):
                  for p in self.paths}
         new, grown = self.new_masks(step, weights, masks)
         grown = grown or {}
-        slots = optimizer_slots(model.optimizer, [self._variables[p].weight for p in self.paths])
+        slots = optimizer_slots(model.optimizer, [self._variables[p].weight for p in self.paths],
+                                model.trainable_variables)
         for path in self.paths:
             added = grown.get(path)
             if np.array_equal(new[path], masks[path]) and (added is None or not added.any()):
@@ -148,27 +149,31 @@ class MaskUpdate(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
-def optimizer_slots(optimizer, weights) -> dict:
+def optimizer_slots(optimizer, weights, others=()) -> dict:
     """`{weight path: [slot variables]}`: the optimizer's state kept per weight.
 
     Keras names a slot made by `Optimizer.add_variable_from_reference` after
     its weight's path (`"<path with / as _>_<slot>"`, as that method
-    documents) with the weight's shape; a `LossScaleOptimizer`'s slots are its
-    inner optimizer's.
+    documents) with the weight's shape; a slot goes to the weight with the
+    longest such prefix among `weights` and `others` (the model's other
+    trainable variables), so that `dense/kernel` does not take the slots of
+    a `dense/kernel_2`. A `LossScaleOptimizer`'s slots are its inner
+    optimizer's.
     """
     if optimizer is None:
         return {}
-    found, seen = {}, set()
     optimizers = [optimizer, getattr(optimizer, "inner_optimizer", None)]
-    variables = [v for o in optimizers if o is not None for v in o.variables]
-    for weight in weights:
-        prefix = weight.path.replace("/", "_") + "_"
-        for variable in variables:
-            name = variable.name
-            if (id(variable) not in seen and name.startswith(prefix)
-                    and tuple(variable.shape) == tuple(weight.shape)):
-                seen.add(id(variable))
-                found.setdefault(weight.path, []).append(variable)
+    variables = {id(v): v for o in optimizers if o is not None for v in o.variables}
+    prefixes = {w.path.replace("/", "_") + "_": w for w in [*others, *weights]}
+    wanted = {id(w) for w in weights}
+    found = {}
+    for variable in variables.values():
+        matches = [p for p, w in prefixes.items() if variable.name.startswith(p)
+                   and tuple(variable.shape) == tuple(w.shape)]
+        if matches:
+            owner = prefixes[max(matches, key=len)]
+            if id(owner) in wanted:
+                found.setdefault(owner.path, []).append(variable)
     return found
 
 
