@@ -230,6 +230,19 @@ def test_rigl_grows_by_the_dense_gradient_of_the_pruned_weights():
         assert np.abs(grads[path][~masks[path]]).sum() > 0  # Pruned weights have gradients.
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras runs one step per execution on torch")
+def test_dynamic_masks_are_drawn_in_the_first_execution_holding_later_updates_too():
+    model = _model(steps_per_execution=4)
+    probe = Probe()
+    callback = kl.SET(0.2, update_every=2)  # Steps 0 (the draw) and 2 in the first execution.
+    _fit(model, [callback, probe], epochs=1)
+    expected = _counts(model)
+    assert sum(expected.values()) < 0.25 * sum(
+        w.size for w in kl.get_weights(model).values())
+    assert all(seen == expected for _, seen in probe.seen)  # From the first execution on.
+    assert callback.updates[0][0] == 2  # Applied at step 0's execution as step 2's update.
+
+
 def _interrupt_at(epoch):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, e, logs=None):

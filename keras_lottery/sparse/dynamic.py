@@ -95,7 +95,9 @@ class DynamicSparsity(MaskUpdate):
         return dynamic.cosine_fraction(self.drop_fraction, step, 0, self.end)
 
     def new_masks(self, step, weights, masks):
-        if self._draw and step == self.first_step:
+        if self._draw:
+            # The first execution: random masks, whatever later step of it is due too
+            # (dropping and growing weights that have not trained yet would mean nothing).
             self._draw = False
             shapes = {p: masks[p].shape for p in masks}
             densities = {p: self.counts[p] / masks[p].size for p in masks}
