@@ -90,7 +90,11 @@ def run(network, seed, out, data_dir, limit=None, epochs=None, every=100, ticket
         }
         for method, callbacks in made.items():
             if f"{method}@{density}" not in results:
-                record(f"{method}@{density}", train(build(), callbacks()))
+                trained = train(build(), callbacks())
+                if abs(trained["density"] - density) > 1e-3:  # A method that missed its density.
+                    raise SystemExit(f"{method} ended at density {trained['density']}, "
+                                     f"not {density}")
+                record(f"{method}@{density}", trained)
         if f"snip@{density}" not in results:
             model = build()
             masks = kl.prune_at_initialization(model, "snip", density, kl.rates_for(model, 0.2),
