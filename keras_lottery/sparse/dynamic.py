@@ -83,7 +83,6 @@ class DynamicSparsity(MaskUpdate):
         # A new training, or a resumed one whose masks are not this density's yet:
         # random masks at its first step. A resumed one keeps its masks.
         self._draw = any(int(np.count_nonzero(masks[p])) != self.counts[p] for p in self.paths)
-        self._density = None
 
     def due(self, step):
         if self._draw and step == self.first_step:

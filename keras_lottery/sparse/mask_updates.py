@@ -100,6 +100,9 @@ class MaskUpdate(keras.callbacks.Callback):
             self.training_steps = None if not (epochs and self._epoch_steps) else (
                 self._epoch_start + (epochs - epoch) * self._epoch_steps)
             self.check_training(self.model, self.training_steps)
+            masks = [keras.ops.convert_to_numpy(self._variables[p].mask) != 0 for p in self.paths]
+            self._density = sum(int(np.count_nonzero(m)) for m in masks) / sum(
+                m.size for m in masks)
 
     def on_train_batch_begin(self, batch, logs=None):
         first = self._epoch_start + batch
@@ -111,7 +114,7 @@ class MaskUpdate(keras.callbacks.Callback):
             self.update(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and getattr(self, "_density", None) is not None:
+        if logs is not None:
             logs["sparsity"] = 1.0 - self._density
 
     def update(self, step: int):

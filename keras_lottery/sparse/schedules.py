@@ -59,7 +59,8 @@ class PruningSchedule:
 
     @property
     def final_sparsity(self) -> float:
-        raise NotImplementedError
+        """The sparsity it aims at: its value at `end_step` (at `begin_step` with no end)."""
+        return self.sparsity(self.begin_step if self.end_step == -1 else self.end_step)
 
     def get_config(self) -> dict:
         return {"begin_step": self.begin_step, "end_step": self.end_step,
