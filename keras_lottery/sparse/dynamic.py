@@ -52,7 +52,7 @@ class DynamicSparsity(MaskUpdate):
         self.seed = checks.integer("seed", seed, 0)
 
     def check_training(self, model, steps):
-        shapes = {p: tuple(self._variables[p].weight.shape) for p in self.paths}
+        shapes = {p: tuple(self._prunables[p].weight.shape) for p in self.paths}
         if self.budget == "erk":
             densities = rules.erk_densities(shapes, self.density)
         else:
@@ -77,9 +77,9 @@ class DynamicSparsity(MaskUpdate):
                     "(a dataset without a known size and no `steps_per_epoch`). Received "
                     "end_step=None.")
             self.end = max(1, (3 * steps) // 4)
-        masks = {p: keras.ops.convert_to_numpy(self._variables[p].mask) != 0
+        masks = {p: keras.ops.convert_to_numpy(self._prunables[p].mask) != 0
                  for p in self.paths}
-        self.first_step = self._iterations(model)
+        self.first_step = self._optimizer_step(model)
         # A new training, or a resumed one whose masks are not this density's yet:
         # random masks at its first step. A resumed one keeps its masks.
         self._draw = any(int(np.count_nonzero(masks[p])) != self.counts[p] for p in self.paths)

@@ -107,7 +107,7 @@ class GradualPruning(MaskUpdate):
     def check_training(self, model, steps):
         names = {"large_init", "magnitude_increase", "movement"}
         if self.initial_weights is None and self.criterion.name in names:
-            if self._iterations(model) > 0:
+            if self._optimizer_step(model) > 0:
                 raise ValueError(
                     f"Expected `initial_weights` for criterion {self.criterion.name!r} when "
                     "training resumes (the optimizer has taken steps): the weights as training "
@@ -125,7 +125,7 @@ class GradualPruning(MaskUpdate):
                     f"Expected budget='uniform' with a structure: units are pruned to the "
                     f"schedule's density across the pruned layers. Received: "
                     f"budget={self.budget!r}")
-            rates = {p: (0.2 if p in self.paths else 0.0) for p in self._variables}
+            rates = {p: (0.2 if p in self.paths else 0.0) for p in self._prunables}
             self.plan = structures.plan(model, self.structure, rates)
         if steps is not None:
             for schedule in self._all_schedules():
@@ -157,8 +157,8 @@ class GradualPruning(MaskUpdate):
     def _structured(self, scores, masks, density):
         """Units pruned until the chosen layers are at most at `density`."""
         every = {p: np.asarray(m) for p, m in masks.items()}
-        others = {p: keras.ops.convert_to_numpy(self._variables[p].mask) != 0
-                  for p in self._variables if p not in every}
+        others = {p: keras.ops.convert_to_numpy(self._prunables[p].mask) != 0
+                  for p in self._prunables if p not in every}
         everything = {**every, **others}
         all_scores = {**scores, **{p: np.ones(m.shape) for p, m in others.items()}}
         rates = {p: (0.2 if p in every else 0.0) for p in everything}

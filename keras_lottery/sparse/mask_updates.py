@@ -82,7 +82,7 @@ class MaskUpdate(keras.callbacks.Callback):
                                  f"Received unknown names: {unknown}")
         names = self.layers if self.layers is not None else tuple(by_layer)
         self.paths = [p for p in variables if labels[id(variables[p].layer)] in names]
-        self._variables = variables
+        self._prunables = variables
         self._labels = {p: labels[id(variables[p].layer)] for p in variables}
         self._steps_per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
         self._epoch_steps = (self.params or {}).get("steps")
@@ -90,7 +90,7 @@ class MaskUpdate(keras.callbacks.Callback):
         self._checked = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._iterations(self.model)
+        self._epoch_start = self._optimizer_step(self.model)
         if not self._checked:
             # At the first epoch this training runs, after every `on_train_begin` (a
             # `BackupAndRestore` there may have restored the model and the step) and
@@ -100,7 +100,7 @@ class MaskUpdate(keras.callbacks.Callback):
             self.training_steps = None if not (epochs and self._epoch_steps) else (
                 self._epoch_start + (epochs - epoch) * self._epoch_steps)
             self.check_training(self.model, self.training_steps)
-            masks = [keras.ops.convert_to_numpy(self._variables[p].mask) != 0 for p in self.paths]
+            masks = [keras.ops.convert_to_numpy(self._prunables[p].mask) != 0 for p in self.paths]
             self._density = sum(int(np.count_nonzero(m)) for m in masks) / sum(
                 m.size for m in masks)
 
@@ -120,19 +120,19 @@ class MaskUpdate(keras.callbacks.Callback):
     def update(self, step: int):
         """Recomputes the masks as at `step` and writes those that changed."""
         model = self.model  # Syncs the variables on JAX (see the module).
-        weights = {p: keras.ops.convert_to_numpy(self._variables[p].weight) for p in self.paths}
-        masks = {p: keras.ops.convert_to_numpy(self._variables[p].mask) != 0
+        weights = {p: keras.ops.convert_to_numpy(self._prunables[p].weight) for p in self.paths}
+        masks = {p: keras.ops.convert_to_numpy(self._prunables[p].mask) != 0
                  for p in self.paths}
         new, grown = self.new_masks(step, weights, masks)
         grown = grown or {}
-        slots = optimizer_slots(model.optimizer, [self._variables[p].weight for p in self.paths],
+        slots = optimizer_slots(model.optimizer, [self._prunables[p].weight for p in self.paths],
                                 model.trainable_variables)
         for path in self.paths:
             added = grown.get(path)
             if np.array_equal(new[path], masks[path]) and (added is None or not added.any()):
                 continue
             keep = new[path] & ~added if added is not None else new[path]
-            entry = self._variables[path]
+            entry = self._prunables[path]
             entry.mask.assign(new[path].astype(keras.backend.standardize_dtype(entry.mask.dtype)))
             entry.weight.assign(weights[path] * keep)
             found = slots.get(path, ())
@@ -148,7 +148,7 @@ class MaskUpdate(keras.callbacks.Callback):
         if self.verbose:
             print(f"{type(self).__name__}: step {step}, density {self._density:.4f}")
 
-    def _iterations(self, model):
+    def _optimizer_step(self, model):
         return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
