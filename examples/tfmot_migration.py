@@ -100,8 +100,9 @@ def custom_training_loop(epochs):
 
 
 def log_sparsity(epochs, folder):
-    """tfmot: `PruningSummaries(log_dir)`. Here: the callback puts the model's
-    sparsity into each epoch's logs, which `CSVLogger` and `TensorBoard` record."""
+    """tfmot: `PruningSummaries(log_dir)`. Here: the callback puts the pruned
+    layers' sparsity into each epoch's logs, which `CSVLogger` and `TensorBoard`
+    record when listed after it."""
     model = compile_(kl.prunable(setup_model()))
     x, y = data()
     log = os.path.join(folder, "log.csv")

@@ -357,7 +357,8 @@ def _sparse(args) -> int:
             0.0, 1 - args.density, begin, end, frequency=args.every), budget=budget)
     else:
         if budget == "global":
-            raise SystemExit("keras-lottery sparse: --budget for set and rigl is erk or uniform")
+            raise SystemExit("keras-lottery sparse: expected --budget erk or uniform for "
+                             f"{args.method}. Received: --budget {budget}")
         end = int(args.end * steps)
         common = dict(budget=budget, update_every=args.every, end_step=max(1, end),
                       seed=args.seed)

@@ -39,6 +39,17 @@ def test_constant_sparsity_prunes_on_its_grid_to_the_end():
     assert schedule.last_pruning_step(30) is None
 
 
+def test_a_schedule_ported_from_tfmot_defines_call_only():
+    class Halfway(kl.PruningSchedule):  # tfmot's contract: __call__ -> (prunes, sparsity).
+        def __call__(self, step):
+            return step % 10 == 0, 0.5
+
+    schedule = Halfway(0, 100, 10)
+    assert schedule.final_sparsity == 0.5
+    with pytest.raises(NotImplementedError, match="define `sparsity\\(step\\)`, or `__call__"):
+        kl.PruningSchedule(0, 10, 1).sparsity(3)
+
+
 def test_schedules_round_trip_through_their_config():
     for schedule in (kl.ConstantSparsity(0.7, 5, 50, 5),
                      kl.PolynomialDecay(0.1, 0.9, 10, 90, power=2, frequency=10)):
@@ -80,15 +91,25 @@ def test_drop_and_grow_keeps_every_layer_count_and_follows_the_scores():
         live = np.flatnonzero(masks[path])
         count = rules.prune_count(live.size, 0.3)
         assert new[path].sum() == masks[path].sum()  # Exactly constant.
-        assert grown[path].sum() == count
         magnitude = np.abs(weights[path]).ravel()
         dropped = live[np.argsort(magnitude[live], kind="stable")[:count]]
         after = masks[path].ravel().copy()
         after[dropped] = False
         free = np.flatnonzero(~after)
         best = free[np.argsort(-scores[path].ravel()[free], kind="stable")[:count]]
-        assert set(np.flatnonzero(grown[path]).tolist()) == set(best.tolist())
-        assert (new[path].ravel() == (after | grown[path].ravel())).all()
+        after[best] = True
+        assert (new[path].ravel() == after).all()
+        # Grown: the new live weights; one dropped and grown back is not (it keeps its value).
+        newly = set(best.tolist()) - set(live.tolist())
+        assert set(np.flatnonzero(grown[path]).tolist()) == newly
+
+
+def test_a_weight_dropped_and_grown_back_keeps_its_value():
+    weights = {"a": np.array([0.1, 0.2, 5.0, 0.0])}
+    masks = {"a": np.array([True, True, True, False])}
+    scores = {"a": np.array([9.0, 0.0, 0.0, 1.0])}  # The dropped 0.1 scores highest.
+    new, grown = dynamic.drop_and_grow(weights, masks, 0.34, scores)  # Drops one.
+    assert new["a"].tolist() == [True, True, True, False] and not grown["a"].any()
 
 
 def test_cosine_drop_fraction_and_random_masks():

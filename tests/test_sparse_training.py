@@ -168,14 +168,13 @@ def test_n_of_m_gradual_pruning_keeps_n_of_every_m():
 def test_dynamic_sparse_training_keeps_every_layer_count_exact(method):
     x, y = _data()
     model = _model(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-    grown_seen = []
+    grown_seen, drawn = [], []
 
     def make(cls, **kwargs):
         class Checked(cls):
             def new_masks(self, step, weights, masks):
                 new, grown = super().new_masks(step, weights, masks)
-                if grown is not None:
-                    grown_seen.append(grown)
+                (grown_seen.append(grown) if grown is not None else drawn.append(new))
                 return new, grown
 
         return Checked(**kwargs)
@@ -185,12 +184,20 @@ def test_dynamic_sparse_training_keeps_every_layer_count_exact(method):
     probe = Probe()
 
     class GrownAtZero(keras.callbacks.Callback):
+        """Right after each update: grown weights and their optimizer slots at zero."""
+
         def on_train_batch_begin(self, batch, logs=None):
             if grown_seen and not getattr(self, "checked", 0) == len(grown_seen):
                 self.checked = len(grown_seen)
                 weights = kl.get_weights(self.model)
+                entries = kl.masking.masks.prunable_variables(self.model)
+                slots = optimizer_slots(self.model.optimizer,
+                                        [e.weight for e in entries.values()])
                 for path, grown in grown_seen[-1].items():
                     assert (weights[path][grown] == 0).all()
+                    assert slots[path]  # SGD's momentum.
+                    for slot in slots[path]:
+                        assert (keras.ops.convert_to_numpy(slot)[grown] == 0).all()
 
     _fit(model, [callback, GrownAtZero(), probe], epochs=4)
     sizes = {p: w.size for p, w in kl.get_weights(model).items()}
@@ -200,8 +207,8 @@ def test_dynamic_sparse_training_keeps_every_layer_count_exact(method):
     # Updates every 5 steps until 3/4 of the 80 steps: 5, 10, ..., 55, after the draw at 0.
     assert [s for s, _ in callback.updates] == [0, *range(5, 60, 5)]
     assert len(grown_seen) == 11 and any(g.any() for g in grown_seen[0].values())
-    before = kl.get_masks(model)
-    assert any((before[p] != kl.get_masks(model)[p]).any() for p in before) or True
+    # The masks moved: the last ones are not those drawn at step 0.
+    assert any((drawn[0][p] != kl.get_masks(model)[p]).any() for p in drawn[0])
     _assert_pruned_zero(model)
 
 
@@ -241,6 +248,16 @@ def test_dynamic_masks_are_drawn_in_the_first_execution_holding_later_updates_to
         w.size for w in kl.get_weights(model).values())
     assert all(seen == expected for _, seen in probe.seen)  # From the first execution on.
     assert callback.updates[0][0] == 2  # Applied at step 0's execution as step 2's update.
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras runs one step per execution on torch")
+def test_each_layer_takes_its_own_last_due_step_in_an_execution():
+    model = _model(steps_per_execution=4)
+    # Both due in the first execution [0, 4), at different steps.
+    _fit(model, [kl.GradualPruning({"hidden": kl.ConstantSparsity(0.5, 0, 0),
+                                    "second": kl.ConstantSparsity(0.75, 1, 1)})], epochs=1)
+    counts = _counts(model)
+    assert counts["net/hidden/kernel"] == 192 and counts["net/second/kernel"] == 128
 
 
 def _interrupt_at(epoch):

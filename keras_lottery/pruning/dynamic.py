@@ -31,7 +31,8 @@ def drop_and_grow(weights: Mapping, masks: Mapping, fraction: float,
     smallest in magnitude, then grows exactly as many among the weights not
     live after the drop (a weight just dropped may come back), those with
     the highest `grow_scores`: RigL's |dense gradient|, or random numbers for
-    SET. The number of live weights of every layer is unchanged. Ties are
+    SET. The number of live weights of every layer is unchanged; a weight
+    dropped and grown back in the same update keeps its value. Ties are
     broken by position, the earlier first, so an update is deterministic.
 
     Args:
@@ -57,8 +58,9 @@ def drop_and_grow(weights: Mapping, masks: Mapping, fraction: float,
         # The highest scores are the lowest of the negated ones, ties by position.
         chosen = free[lowest(-np.asarray(grow_scores[path], np.float64).ravel()[free], count)]
         after[chosen] = True
-        added = np.zeros(mask.size, dtype=bool)
-        added[chosen] = True
+        # Grown: live now, not before. A weight dropped and grown back in the same
+        # update keeps its value (as the RigL paper's code does by default).
+        added = after & ~mask.ravel()
         new[path], grown[path] = after.reshape(mask.shape), added.reshape(mask.shape)
     return new, grown
 

@@ -6,7 +6,8 @@ and every `update_every` steps until `end_step` drop the smallest-magnitude
 share of each layer's live weights (the share decaying from `drop_fraction`
 to 0 on a cosine) and grow as many back elsewhere: at random (SET) or where
 the dense gradient is largest (RigL). Grown weights start at zero; the
-number of live weights of every layer never changes.
+number of live weights of every layer never changes; a weight dropped and
+grown back in the same update keeps its value.
 """
 
 import keras
@@ -100,7 +101,9 @@ class DynamicSparsity(MaskUpdate):
             self._draw = False
             shapes = {p: masks[p].shape for p in masks}
             densities = {p: self.counts[p] / masks[p].size for p in masks}
-            drawn = dynamic.random_sparse_masks(shapes, densities, self._seed(step))
+            # Seeded by the first step, not the due one: the same masks whatever
+            # steps_per_execution is.
+            drawn = dynamic.random_sparse_masks(shapes, densities, self._seed(self.first_step))
             return drawn, None
         return dynamic.drop_and_grow(weights, masks, self.drop_fraction_at(step),
                                      self.grow_scores(step, weights, masks))

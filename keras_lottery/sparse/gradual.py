@@ -21,8 +21,8 @@ class GradualPruning(MaskUpdate):
     weights first. Pruned weights are exactly zero from then on, their
     optimizer state too. See `keras_lottery.sparse.mask_updates` for exactly
     when masks update with `steps_per_execution > 1` and across a resumed
-    training. The model's overall sparsity is added to each epoch's logs
-    as `"sparsity"` (for `CSVLogger`, `TensorBoard`, ...).
+    training. The pruned layers' sparsity is added to each epoch's logs
+    as `"sparsity"` (for `CSVLogger`, `TensorBoard`, ... listed after it).
 
     Args:
         schedule: a `ConstantSparsity` or `PolynomialDecay` (or any
@@ -102,7 +102,7 @@ class GradualPruning(MaskUpdate):
             self.schedules]
 
     def due(self, step):
-        return any(s.prunes_at(step) for s in self._all_schedules())
+        return any(s(step)[0] for s in self._all_schedules())
 
     def check_training(self, model, steps):
         names = {"large_init", "magnitude_increase", "movement"}
@@ -133,8 +133,8 @@ class GradualPruning(MaskUpdate):
                 target = schedule.final_sparsity
                 if last is None:
                     warn_short(repr(schedule), 0.0, schedule.begin_step, target, steps)
-                elif schedule.sparsity(last) < target - 1e-9:
-                    warn_short(repr(schedule), schedule.sparsity(last), last, target, steps)
+                elif schedule(last)[1] < target - 1e-9:
+                    warn_short(repr(schedule), schedule(last)[1], last, target, steps)
 
     def new_masks(self, step, weights, masks):
         if self.criterion.name == "large_final":
@@ -146,10 +146,15 @@ class GradualPruning(MaskUpdate):
                 self.criterion.name, weights, self.initial_weights or weights,
                 seed=self.seed * 1_000_003 + step)
         if isinstance(self.schedules, dict):
-            targets = {p: 1.0 - self._schedule_of(p).sparsity(step) for p in self.paths
-                       if self._schedule_of(p).prunes_at(step)}
+            # Each layer as its own schedule's last due step in this execution asks.
+            targets = {}
+            for path in self.paths:
+                schedule = self._schedule_of(path)
+                due = [t for t in getattr(self, "window", (step,)) if schedule(t)[0]]
+                if due:
+                    targets[path] = 1.0 - schedule(due[-1])[1]
             return planning.pruned_to(scores, masks, targets, "uniform", targets), None
-        density = 1.0 - self.schedules.sparsity(step)
+        density = 1.0 - self.schedules(step)[1]
         if self.plan is None:
             return planning.pruned_to(scores, masks, density, self.budget), None
         return self._structured(scores, masks, density), None

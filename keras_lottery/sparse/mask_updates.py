@@ -3,13 +3,16 @@
 **When.** Masks change between two executions of the compiled train step,
 never inside one (that would retrace). A callback decides for each
 optimizer step `t` whether its masks update there (`due(t)`); with
-`steps_per_execution = k`, an execution runs steps `[t, t + k)` at once, and
-the masks update at its start, as the last step of that window that is
-due asks. With `k = 1` that is exactly step `t`, before its forward pass, as
-in tfmot. Steps count the optimizer's `iterations`, read at each epoch's
-start, so a resumed training (`BackupAndRestore`, a reloaded `.keras`
-file) carries on its schedule where it stopped: the masks are variables of
-the model and the step is the optimizer's, both saved with it.
+`steps_per_execution = k`, an execution runs steps `[t, t + k)` at once
+(`self.window`), and the masks update at its start, as the last step of that
+window that is due asks (a schedule per layer: each layer's own last due
+step). With `k = 1` that is exactly step `t`, before its forward pass, as in
+tfmot. Steps count the optimizer's `iterations` (updates applied), read at
+each epoch's start, so a resumed training (`BackupAndRestore`, a reloaded
+`.keras` file) carries on its schedule where it stopped: the masks are
+variables of the model and the step is the optimizer's, both saved with it.
+An optimizer that has already trained (a dense pre-training) starts the
+schedule at its count, not at 0.
 
 **How.** New masks are written into the mask variables and the stored
 weights are zeroed where pruned; the optimizer's slots of every changed
@@ -88,6 +91,7 @@ class MaskUpdate(keras.callbacks.Callback):
         self._epoch_steps = (self.params or {}).get("steps")
         self.updates = []  # (step, density of the chosen layers) at each update.
         self._checked = False
+        self._last_step = -1
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._optimizer_step(self.model)
@@ -109,8 +113,14 @@ class MaskUpdate(keras.callbacks.Callback):
         length = self._steps_per_execution
         if self._epoch_steps:
             length = max(1, min(length, self._epoch_steps - batch))
-        step = next((t for t in range(first + length - 1, first - 1, -1) if self.due(t)), None)
+        # Never a step twice: under a LossScaleOptimizer, steps skipped for non-finite
+        # gradients do not count, so the count within an epoch can run ahead of the
+        # optimizer's and fall back at the next epoch's start.
+        first = max(first, self._last_step + 1)
+        self.window = range(first, first + length)  # The steps this execution runs.
+        step = next((t for t in reversed(self.window) if self.due(t)), None)
         if step is not None:
+            self._last_step = step
             self.update(step)
 
     def on_epoch_end(self, epoch, logs=None):

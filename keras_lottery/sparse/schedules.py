@@ -44,7 +44,9 @@ class PruningSchedule:
 
     def sparsity(self, step: int) -> float:
         """The target sparsity at `step` (the share of weights pruned)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"Expected {type(self).__name__} to define `sparsity(step)`, or `__call__(step)` "
+            "returning (prunes at step, sparsity) as a tfmot schedule does. Received neither.")
 
     def __call__(self, step: int) -> tuple[bool, float]:
         """`(prunes at step, sparsity at step)`, as a tfmot schedule answers."""
@@ -60,7 +62,7 @@ class PruningSchedule:
     @property
     def final_sparsity(self) -> float:
         """The sparsity it aims at: its value at `end_step` (at `begin_step` with no end)."""
-        return self.sparsity(self.begin_step if self.end_step == -1 else self.end_step)
+        return self(self.begin_step if self.end_step == -1 else self.end_step)[1]
 
     def get_config(self) -> dict:
         return {"begin_step": self.begin_step, "end_step": self.end_step,
