@@ -439,3 +439,14 @@ def test_slots_go_to_the_weight_with_the_longest_matching_name():
     weights = [e.weight for e in kl.masking.masks.prunable_variables(model).values()]
     found = optimizer_slots(model.optimizer, weights[:1], model.trainable_variables)
     assert [v.name for v in found["m/d/kernel"]] == ["m_d_kernel_momentum", "m_d_kernel_velocity"]
+
+
+def test_same_seed_same_masks_another_seed_others():
+    def masks(seed):
+        model = _model()
+        _fit(model, [kl.SET(0.2, update_every=5, seed=seed)], epochs=2)
+        return kl.get_masks(model)
+
+    first, again, other = masks(0), masks(0), masks(1)
+    assert all((first[p] == again[p]).all() for p in first)
+    assert any((first[p] != other[p]).any() for p in first)
