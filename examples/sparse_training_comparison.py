@@ -136,17 +136,18 @@ def report(out, figures):
             raise SystemExit(f"{network}: seeds run with different (or unrecorded) settings")
     lines = []
     for network, rows in table.items():
-        seeds = len(rows.get("dense", []))
+        seeds = max(len(found) for found in rows.values())  # Some may be unfinished.
         settings = json.loads(next(iter(settings_of[network])))
         lines.append(f"\n{network} ({seeds} seeds; {settings}): test accuracy % "
                      "(mean ± std), and training steps\n")
         lines.append("| method | " + " | ".join(f"{d:.0%} density" for d in DENSITIES)
                      + " | steps |")
         lines.append("|---" * (len(DENSITIES) + 2) + "|")
-        dense = rows["dense"]
-        accuracy = np.array([r["accuracy"] for r in dense]) * 100
-        lines.append(f"| dense | {accuracy.mean():.2f} ± {accuracy.std():.2f} (100%)"
-                     + " |" * len(DENSITIES) + f" {dense[0]['steps']} |")
+        dense = rows.get("dense", [])
+        if dense:
+            accuracy = np.array([r["accuracy"] for r in dense]) * 100
+            lines.append(f"| dense | {accuracy.mean():.2f} ± {accuracy.std():.2f} (100%, "
+                         f"{len(dense)} seeds)" + " |" * len(DENSITIES) + f" {dense[0]['steps']} |")
         for method in METHODS:
             cells, steps = [], []
             for density in DENSITIES:
@@ -157,7 +158,8 @@ def report(out, figures):
                 accuracy = np.array([r["accuracy"] for r in found]) * 100
                 actual = np.mean([r["density"] for r in found])
                 cells.append(f"{accuracy.mean():.2f} ± {accuracy.std():.2f}"
-                             + (f" ({actual:.1%})" if method == "ticket" else ""))
+                             + (f" ({actual:.1%})" if method == "ticket" else "")
+                             + ("" if len(found) == seeds else f" ({len(found)} seeds)"))
                 steps.append(str(found[0]["steps"]))
             lines.append(f"| {method} | " + " | ".join(cells) + " | "
                          + (steps[0] if len(set(steps)) == 1 else " / ".join(steps)) + " |")
@@ -170,8 +172,9 @@ def report(out, figures):
 
         fig, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4), squeeze=False)
         for ax, (network, rows) in zip(axes[0], table.items()):
-            dense = np.mean([r["accuracy"] for r in rows["dense"]]) * 100
-            ax.axhline(dense, color="k", ls="--", label="dense")
+            if rows.get("dense"):
+                dense = np.mean([r["accuracy"] for r in rows["dense"]]) * 100
+                ax.axhline(dense, color="k", ls="--", label="dense")
             for method in METHODS:
                 points = [(d, [r["accuracy"] * 100 for r in rows.get(f"{method}@{d}", [])])
                           for d in DENSITIES]
