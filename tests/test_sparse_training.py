@@ -293,6 +293,7 @@ def test_an_interrupted_training_resumes_to_the_same_masks_and_weights(tmp_path,
                                    atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:PolynomialDecay.*does not reach its target")
 def test_a_saved_model_carries_on_its_schedule(tmp_path):
     schedule = kl.PolynomialDecay(0.0, 0.8, 0, 70, frequency=10)
     whole = _model()
