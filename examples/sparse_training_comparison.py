@@ -1,5 +1,6 @@
-"""One training that ends sparse against lottery tickets: dense, gradual pruning, SET,
-RigL, SNIP and iterative tickets at 10%, 5% and 2% density.
+"""One training that ends sparse against lottery tickets: dense, gradual pruning (every
+layer at the same sparsity, and with ERK layer densities), SET, RigL, SNIP and tickets at
+10%, 5% and 2% density.
 
 Every method trains the same number of steps as the dense run (the same
 epochs, batch and optimizer, from the same θ0 per seed); the tickets come
@@ -29,7 +30,7 @@ TICKET_ROUNDS = {0.1: 7, 0.05: 9, 0.02: 12}
 RATE = 1 - 0.02 ** (1 / 12)  # 12 rounds from 100% to 2%.
 # network: (data set, learning rate (the paper's), epochs)
 NETWORKS = {"lenet": ("mnist", 1.2e-3, 5), "conv2": ("fashion_mnist", 2e-4, 3)}
-METHODS = ("gradual", "set", "rigl", "snip", "ticket")
+METHODS = ("gradual", "gradual_erk", "set", "rigl", "snip", "ticket")
 
 
 def run(network, seed, out, data_dir, limit=None, epochs=None, every=100, tickets="iterative"):
@@ -84,6 +85,10 @@ def run(network, seed, out, data_dir, limit=None, epochs=None, every=100, ticket
         made = {
             "gradual": lambda: [kl.GradualPruning(kl.PolynomialDecay(
                 0.0, 1 - density, begin_step=begin, end_step=end, frequency=every))],
+            # The same with ERK layer densities, the budget SET and RigL start from.
+            "gradual_erk": lambda: [kl.GradualPruning(kl.PolynomialDecay(
+                0.0, 1 - density, begin_step=begin, end_step=end, frequency=every),
+                budget="erk")],
             "set": lambda: [kl.SET(density, update_every=every, seed=seed)],
             "rigl": lambda: [kl.RigL(density, (x, y), batch_size=batch, update_every=every,
                                      seed=seed)],
