@@ -174,6 +174,7 @@ def report(out, figures):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
 
         fig, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4), squeeze=False)
         for ax, (network, rows) in zip(axes[0], table.items()):
@@ -189,6 +190,7 @@ def report(out, figures):
                             label=method)
             ax.set_xscale("log")
             ax.set_xticks([2, 5, 10], ["2%", "5%", "10%"])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("density")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(network)
