@@ -419,6 +419,7 @@ def test_sparse_training_on_several_devices_matches_one():
         assert report["weight_gap"] < 1e-4, method
 
 
+@pytest.mark.slow  # Compiling in mixed precision takes 20 s on JAX's CPU backend.
 def test_mixed_precision_slots_are_found_through_the_loss_scale_optimizer():
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
