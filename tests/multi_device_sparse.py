@@ -7,16 +7,11 @@ or tensorflow (two logical CPUs under MirroredStrategy).
 """
 
 import json
-import os
 
-BACKEND = os.environ["KERAS_BACKEND"]
-if BACKEND == "jax":
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+from host_devices import BACKEND  # noqa: E402  (before Keras starts)
+
 if BACKEND == "tensorflow":
     import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,7 +16,7 @@ import numpy as np
 from keras_lottery import _keras
 from keras_lottery.layers import NOT_PRUNED, MaskedLayer
 from keras_lottery.layers.in_place import kernel_like
-from keras_lottery.masking.masks import get_masks, prunable_variables
+from keras_lottery.masking.masks import get_masks, masked_layers, prunable_variables
 from keras_lottery.pruning.rules import validate_masks
 
 
@@ -234,8 +234,7 @@ def compressed_size(model) -> dict:
 
     from keras_lottery.masking.conversion import strip
 
-    plain = strip(model) if any(isinstance(layer, MaskedLayer)
-                                for layer in _keras.sublayers(model, include_self=True)) else model
+    plain = strip(model) if masked_layers(model) else model
     arrays = {f"{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(plain.weights)}
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "weights.npz")
