@@ -33,6 +33,14 @@ def _optimizer(name, value):
     return checks.choice(name, value, ("adam", "sgd"))
 
 
+def _momentum(name, value):
+    return checks.number(name, value, 0, 1, high_open=True)
+
+
+def _warmup(name, value):
+    return checks.integer(name, value, 0)
+
+
 def _text_level(name, value):
     return checks.choice(name, value, ("char", "byte"))
 
@@ -48,7 +56,10 @@ TRAINING_SETTINGS = (
             _count, flag=dict(type=int)),
     Setting("batch_size", None, "examples per iteration", _count, flag=dict(type=int)),
     Setting("learning_rate", None, "peak learning rate", _positive, flag=dict(type=float)),
-    Setting("optimizer", None, "adam or sgd", _optimizer),
+    Setting("optimizer", None, "adam or sgd", _optimizer, flag=dict(choices=("adam", "sgd"))),
+    Setting("momentum", None, "SGD momentum", _momentum, flag=dict(type=float)),
+    Setting("warmup_steps", None, "iterations of linear learning-rate warmup from 0",
+            _warmup, flag=dict(type=int)),
     Setting("sequence_length", None, "tokens per window (language-model presets)",
             _sequence_length, flag=dict(type=int)),
     Setting("dropout", None, "dropout rate after hidden dense layers (language models: after "
@@ -91,8 +102,6 @@ class Preset:
             if field.name in declared:
                 value = declared[field.name].checked(getattr(self, field.name))
                 object.__setattr__(self, field.name, value)
-        checks.number("momentum", self.momentum, 0, 1, high_open=True)
-        checks.integer("warmup_steps", self.warmup_steps, 0)
         checks.integer("validation_size", self.validation_size, 0)
         if self.rounds is None:
             raise ValueError("Expected `rounds` an integer >= 1. Received: rounds=None")
