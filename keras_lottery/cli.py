@@ -42,46 +42,15 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run (or resume) a search")
-    run.add_argument("--out", help="run directory, required; rerun to resume")
-    run.add_argument("--backend", choices=BACKENDS,
-                     help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
-    what = run.add_argument_group("what to search: a preset, or a network and a data set")
-    what.add_argument("--preset", help="a preset name (see --list-presets)")
-    what.add_argument("--network", help="a keras_lottery.models name")
-    what.add_argument("--dataset", help="a data set name (keras_lottery.datasets.load)")
-    what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    how = run.add_argument_group("settings (override the preset's)")
-    # Flags spelled as the settings, with their help: `search.settings.SETTINGS`
-    # and `presets.TRAINING_SETTINGS`, declared there once.
-    for setting in (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag)):
-        _add_flag(how, setting)
-    # Spelled otherwise here: parts of a setting, or not settings of a search.
-    how.add_argument("--rate", type=_fraction("[0, 1)"),
-                     help="fraction of remaining weights pruned per round (prune_rates)")
-    how.add_argument("--output-rate", type=_fraction("[0, 1)"), help="rate of the output layer")
-    how.add_argument("--score-examples", type=_integer(1),
-                     help="training examples snip and grasp score on (default 256)")
-    how.add_argument("--synflow-iterations", type=_integer(1),
-                     help="steps synflow prunes in to each density (default 100)")
-    how.add_argument("--grasp-temperature", type=_positive, help="(default 200)")
-    how.add_argument("--structure-score", choices=SCORES,
-                     help="how units are scored: l1 (default), l2, bn_gamma")
-    how.add_argument("--transfer-from", metavar="RUN_DIRECTORY",
-                     help="instead of pruning, train the ticket masks found by the search in "
-                          "RUN_DIRECTORY (on another data set), one round each")
-    how.add_argument("--transfer-rounds", type=_integer(1), nargs="+", metavar="ROUND",
-                     help="with --transfer-from: these of its rounds only (default: all)")
-    how.add_argument("--jit-compile", choices=("fast", "true", "false", "auto"), default="fast",
-                     help="compile setting: fast, the backend's fastest as measured (XLA on "
-                          "TensorFlow, torch.compile on torch); or as model.compile takes it")
-    how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
-    how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
-    how.add_argument("--seeds", type=_integer(0), nargs="+", metavar="SEED",
-                     help="one search per seed, each in OUT/seed_<SEED>; processes (or "
-                     "machines sharing OUT) given the same seeds share them out")
-    how.add_argument("--data-parallel", action="store_true",
-                     help="train on every device: keras.distribution.DataParallel on JAX, "
-                     "tf.distribute.MirroredStrategy on TensorFlow")
+    _run_arguments(run)
+
+    stability = commands.add_parser(
+        "stability", help="measure the instability of a run's tickets (two copies, the line "
+        "between them), or run a preset's search measuring it; prints the table")
+    stability.add_argument("directory", nargs="?", help="a run directory made by `keras-lottery "
+                           "run`: its command runs again with --instability (nothing "
+                           "finished trains again); or give run's flags instead, with --out")
+    _run_arguments(stability)
 
     report = commands.add_parser(
         "report", help="print a table of saved runs (several seeds: mean and spread)")
@@ -142,6 +111,50 @@ def parser() -> argparse.ArgumentParser:
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     sparse.add_argument("--verbose", type=_integer(0), default=2, choices=(0, 1, 2))
     return main
+
+
+def _run_arguments(run):
+    """The flags of `run`, also taken by `stability`."""
+    run.add_argument("--out", help="run directory, required; rerun to resume")
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    what = run.add_argument_group("what to search: a preset, or a network and a data set")
+    what.add_argument("--preset", help="a preset name (see --list-presets)")
+    what.add_argument("--network", help="a keras_lottery.models name")
+    what.add_argument("--dataset", help="a data set name (keras_lottery.datasets.load)")
+    what.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    how = run.add_argument_group("settings (override the preset's)")
+    # Flags spelled as the settings, with their help: `search.settings.SETTINGS`
+    # and `presets.TRAINING_SETTINGS`, declared there once.
+    for setting in (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag)):
+        _add_flag(how, setting)
+    # Spelled otherwise here: parts of a setting, or not settings of a search.
+    how.add_argument("--rate", type=_fraction("[0, 1)"),
+                     help="fraction of remaining weights pruned per round (prune_rates)")
+    how.add_argument("--output-rate", type=_fraction("[0, 1)"), help="rate of the output layer")
+    how.add_argument("--score-examples", type=_integer(1),
+                     help="training examples snip and grasp score on (default 256)")
+    how.add_argument("--synflow-iterations", type=_integer(1),
+                     help="steps synflow prunes in to each density (default 100)")
+    how.add_argument("--grasp-temperature", type=_positive, help="(default 200)")
+    how.add_argument("--structure-score", choices=SCORES,
+                     help="how units are scored: l1 (default), l2, bn_gamma")
+    how.add_argument("--transfer-from", metavar="RUN_DIRECTORY",
+                     help="instead of pruning, train the ticket masks found by the search in "
+                          "RUN_DIRECTORY (on another data set), one round each")
+    how.add_argument("--transfer-rounds", type=_integer(1), nargs="+", metavar="ROUND",
+                     help="with --transfer-from: these of its rounds only (default: all)")
+    how.add_argument("--jit-compile", choices=("fast", "true", "false", "auto"), default="fast",
+                     help="compile setting: fast, the backend's fastest as measured (XLA on "
+                          "TensorFlow, torch.compile on torch); or as model.compile takes it")
+    how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
+    how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
+    how.add_argument("--seeds", type=_integer(0), nargs="+", metavar="SEED",
+                     help="one search per seed, each in OUT/seed_<SEED>; processes (or "
+                     "machines sharing OUT) given the same seeds share them out")
+    how.add_argument("--data-parallel", action="store_true",
+                     help="train on every device: keras.distribution.DataParallel on JAX, "
+                     "tf.distribute.MirroredStrategy on TensorFlow")
 
 
 def _add_flag(group, setting):
@@ -221,16 +234,18 @@ def main(argv=None) -> int:
     """Runs a command; a refused input ends it with one message and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
-    if args.command in ("run", "export", "sparse") and args.backend and _needs_backend_switch(
+    if args.command == "stability" and args.directory is not None:
+        argv = _stability_argv(args, argv)
+        args = parser().parse_args(argv)
+    if args.command in ("run", "stability", "export", "sparse") and args.backend and _needs_backend_switch(
             args.backend):
         # The backend is fixed when keras is first imported, and importing
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
         os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
     try:
-        return {"run": _run, "report": _report, "plot": _plot, "export": _export,
-                "sparse": _sparse}[
-            args.command](args)
+        return {"run": _run, "stability": _run, "report": _report, "plot": _plot,
+                "export": _export, "sparse": _sparse}[args.command](args, argv)
     except (ValueError, TypeError, FileNotFoundError) as error:
         # The library's errors name the argument, what it expected and what
         # it received: that message, not a traceback.
@@ -246,7 +261,34 @@ def _needs_backend_switch(backend):
     return keras.backend.backend() != backend
 
 
-def _run(args) -> int:
+# The `run` command a run directory was made with, to measure it again.
+COMMAND_FILE = "command.json"
+# What `stability DIRECTORY` may change of that command: nothing that decides a number.
+STABILITY_OPTIONS = ("--path-points", "--path-normalization", "--data-dir", "--verbose")
+
+
+def _stability_argv(args, argv) -> list:
+    """`stability DIRECTORY [options]` as the `stability` command with the run's own flags."""
+    import json
+
+    directory = pathlib.Path(args.directory)
+    if not (directory / COMMAND_FILE).exists():
+        raise SystemExit(
+            f"keras-lottery stability: expected a run directory made by `keras-lottery run` "
+            f"(with {COMMAND_FILE}). Received {str(directory)!r}, which has none: give the "
+            "run's flags instead (--preset ... --out ...).")
+    given = argv[argv.index(args.directory) + 1:] + argv[1:argv.index(args.directory)]
+    refused = [a for a in given if a.startswith("--") and a.split("=")[0] not in
+               STABILITY_OPTIONS]
+    if refused:
+        raise SystemExit(
+            f"keras-lottery stability: expected only {', '.join(STABILITY_OPTIONS)} with a run "
+            f"directory (the rest is the run's own). Received {refused}.")
+    saved = json.loads((directory / COMMAND_FILE).read_text())["argv"]
+    return ["stability", *saved, "--instability", *given]
+
+
+def _run(args, argv=()) -> int:
     if args.list_presets:
         for name, preset in presets.PRESETS.items():
             print(f"{name:30} {preset.network} on {preset.dataset}, {preset.optimizer} "
@@ -254,7 +296,7 @@ def _run(args) -> int:
                   f"{preset.iterations} iterations")
         return 0
     if not args.out:
-        raise SystemExit("keras-lottery run: --out DIRECTORY is required")
+        raise SystemExit(f"keras-lottery {args.command}: --out DIRECTORY is required")
     # The flags given, by setting name: the rest are the preset's or the search's.
     flagged = (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag))
     overrides = {s.name: getattr(args, s.name) for s in flagged
@@ -301,9 +343,14 @@ def _run(args) -> int:
     settings = dict(data_dir=args.data_dir, limit=args.limit, verbose=args.verbose,
                     **overrides)
     out = pathlib.Path(args.out)
+    _keep_command(out, argv)
+    if args.command == "stability":
+        settings["instability"] = True
     if args.seeds is None:
         result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
         print(result.summary())
+        if result.instability or result.rewind_choice:
+            print(result.stability_summary())
         return 0
     busy = []
     for seed in args.seeds:
@@ -326,7 +373,17 @@ def _run(args) -> int:
     return 0
 
 
-def _sparse(args) -> int:
+def _keep_command(out, argv):
+    """Writes the command's flags to OUT, for `keras-lottery stability OUT` (first time only)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    if argv and not (out / COMMAND_FILE).exists():
+        flags = [a for a in argv[1:] if a != "--instability"]
+        (out / COMMAND_FILE).write_text(json.dumps({"argv": flags}, indent=1))
+
+
+def _sparse(args, argv=()) -> int:
     """One training of a preset's network that ends at `--density`, resumable: Keras'
     `BackupAndRestore` keeps the model, its masks and the step in OUT/backup."""
     import json
@@ -484,7 +541,7 @@ def _unique(label, taken):
     return unique
 
 
-def _report(args) -> int:
+def _report(args, argv=()) -> int:
     groups = _grouped(args.directories)
     if args.csv:
         print(_joined_csv(groups) if len(groups) > 1 else next(iter(groups.values())).to_csv(),
@@ -505,7 +562,7 @@ def _joined_csv(groups) -> str:
     return csv_text(rows)
 
 
-def _plot(args) -> int:
+def _plot(args, argv=()) -> int:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -519,7 +576,7 @@ def _plot(args) -> int:
     return 0
 
 
-def _export(args) -> int:
+def _export(args, argv=()) -> int:
     import importlib
 
     import keras

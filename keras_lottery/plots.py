@@ -1,6 +1,8 @@
 """The paper's figures from `SearchResult`s, drawn with matplotlib.
 
-Figure 1: test accuracy over iterations at several densities. Figures 2-3:
+Figure 1: test accuracy over iterations at several densities. Instability:
+error along the line between two copies, and the barrier against the rewind
+iteration and against density. Figures 2-3:
 early-stop iteration and accuracy against density, tickets against the
 random-reinitialization control. Comparisons: one-shot against iterative,
 with and without dropout, any searches side by side. An `AggregateResult`
@@ -120,13 +122,85 @@ def _range(records, means, names):
     return [low, high]
 
 
+def _error_curve(record):
+    """The line's error (1 - accuracy) or, without an accuracy metric, its loss."""
+    name = record.error_quantity or "loss"
+    values = record.curves[name]
+    return ([1 - v for v in values], "error") if record.error_quantity else (values, "loss")
+
+
+def stability_paths(result: SearchResult, ax=None):
+    """Error along the line between two copies (the instability paper's Figure 1):
+    one line per rewind candidate and per round's ticket measured.
+
+    Returns:
+        The Axes.
+    """
+    records = [*((result.rewind_choice or {}).get("candidates", [])), *result.instability]
+    if not records:
+        raise ValueError("Expected instability records (a search run with instability=True "
+                         "or rewind_candidates). Received none.")
+    ax = ax or _pyplot().subplots(figsize=(6, 4))[1]
+    for record in records:
+        values, what = _error_curve(record)
+        label = (f"{record.network} from iteration {record.start_iteration}"
+                 if record.network != "ticket" else
+                 f"ticket Pm={record.density:.1%} from iteration {record.start_iteration}")
+        ax.plot(record.curves["alpha"], values, marker=".", label=label)
+    ax.set_xlabel("interpolation between the two copies")
+    ax.set_ylabel(f"{records[0].evaluated_on} {what}")
+    ax.set_title("instability: the line between two copies")
+    ax.legend(fontsize="x-small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def stability_barriers(results: dict, axes=None):
+    """Instability against the rewind iteration (rewind candidates) and against
+    density (each round's ticket), one line per search.
+
+    Args:
+        results: `{label: SearchResult}`.
+        axes: two matplotlib Axes; a new figure by default.
+
+    Returns:
+        The two Axes.
+    """
+    if not isinstance(results, dict):
+        results = {"": results}
+    if axes is None:
+        axes = _pyplot().subplots(1, 2, figsize=(11, 4))[1]
+    for label, result in results.items():
+        candidates = (getattr(result, "rewind_choice", None) or {}).get("candidates", [])
+        if candidates:
+            axes[0].plot([max(r.start_iteration, 1) for r in candidates],
+                         [r.instability for r in candidates], marker="o",
+                         label=f"{label} {candidates[0].network}".strip())
+        tickets = getattr(result, "instability", [])
+        if tickets:
+            axes[1].plot([100 * r.density for r in tickets], [r.instability for r in tickets],
+                         marker="o", label=f"{label} rewind {tickets[-1].start_iteration}".strip())
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("rewind iteration (0 drawn at 1)")
+    axes[1].set_xscale("log")
+    axes[1].invert_xaxis()
+    axes[1].set_xlabel("percent of weights remaining (Pm)")
+    for ax in axes:
+        ax.set_ylabel("instability (error barrier)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    return axes
+
+
 def save_figures(results, directory) -> list:
     """Writes the figures for one search (or `{label: search}`) as PNG files.
 
     A search may be a `SearchResult` or an `AggregateResult` of several seeds.
 
     Returns the paths written: `accuracy_curves.png` (if the search has
-    curves) and `early_stop.png`.
+    curves), `early_stop.png`, and with instability measured
+    `stability_paths.png` and `stability_barriers.png`.
     """
     directory = pathlib.Path(checks.path("directory", directory))
     plt = _pyplot()
@@ -144,6 +218,15 @@ def save_figures(results, directory) -> list:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     early_stop(results, axes=axes)
     written.append(_save(figure, directory / "early_stop.png"))
+    measured = {label: result for label, result in results.items()
+                if getattr(result, "instability", None) or getattr(result, "rewind_choice", None)}
+    if measured:
+        figure, ax = plt.subplots(figsize=(6, 4))
+        stability_paths(next(iter(measured.values())), ax=ax)
+        written.append(_save(figure, directory / "stability_paths.png"))
+        figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+        stability_barriers(measured, axes=axes)
+        written.append(_save(figure, directory / "stability_barriers.png"))
     return written
 
 

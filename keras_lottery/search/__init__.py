@@ -6,5 +6,7 @@ runs the rounds; `training` trains one; `callbacks` and `progress` watch it;
 `state` snapshots and rewinds; `run_directory`, `run_lock` and `resume` keep
 what is finished and refuse a resume of other settings; `results` and
 `aggregate` read records back; `transfer` trains masks found elsewhere;
-`export` rebuilds and saves a ticket from a run directory.
+`export` rebuilds and saves a ticket from a run directory; `stability` and
+`linear_path` measure how stable training from a start is (two copies, the
+line between them) and choose the rewind step by it.
 """

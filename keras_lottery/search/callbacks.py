@@ -176,30 +176,38 @@ def _equal(a, b) -> bool:
 
 
 class CaptureState(IterationCounter):
-    """Snapshots the model state (`keras_lottery.search.state`) after `step` iterations.
+    """Snapshots the model state (`keras_lottery.search.state`) after `steps` iterations.
 
-    `step=0` captures before the first update. `captured` holds the snapshot,
-    or None if training ended first.
+    `steps` is one iteration or several (rewind candidates); 0 captures before
+    the first update. `captured` holds `{step: snapshot}` of those reached
+    (`name` is the setting that asked for them, for the error).
     """
 
-    def __init__(self, step: int):
+    def __init__(self, steps, name: str = "rewind_step"):
         super().__init__()
-        self.step = step
-        self.captured = None
+        self.steps = sorted({int(s) for s in (steps if hasattr(steps, "__iter__") else [steps])})
+        self.name = name
+        self.captured = {}
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.captured = state.snapshot(self.model) if self.step == 0 else None
+        self.captured = {0: state.snapshot(self.model)} if 0 in self.steps else {}
 
     def on_train_batch_end(self, batch, logs=None):
-        self._previous = self.iteration
+        previous = self.iteration
         super().on_train_batch_end(batch, logs)
-        if self.captured is None and self.iteration >= self.step:
-            if self.iteration != self.step:
+        for step in self.steps:
+            if step in self.captured or not previous < step <= self.iteration:
+                continue
+            if self.iteration != step:
                 raise ValueError(
-                    "Expected `rewind_step` at the end of an execution of "
-                    f"steps_per_execution steps. Received rewind_step={self.step}, "
-                    f"but training went from iteration {self._previous} to "
+                    f"Expected `{self.name}` at the end of an execution of "
+                    f"steps_per_execution steps. Received {self.name}={step}, "
+                    f"but training went from iteration {previous} to "
                     f"{self.iteration} in one execution."
                 )
-            self.captured = state.snapshot(self.model)
+            self.captured[step] = state.snapshot(self.model)
+
+    def missing(self) -> list:
+        """The steps training ended before."""
+        return [s for s in self.steps if s not in self.captured]

@@ -83,7 +83,9 @@ def load_ticket(path, round=None, custom_objects=None):  # noqa: A002 - as Ticke
     saved = directory.read_json("search.json")
     _check_same_model(model, saved, f"{path}/{MODEL_NAME}")
     rename = resume.path_translation(saved, {"paths": list(state.state_variables(model))})
-    rewind = "theta0.npz" if not saved["config"].get("rewind_step") else "rewind.npz"
+    # rewind.npz: the rewind point when it is not θ0 (set, or chosen among candidates).
+    rewinds = saved["config"].get("rewind_step") or saved["config"].get("rewind_candidates")
+    rewind = "rewind.npz" if rewinds else "theta0.npz"
     state.restore(model, _renamed(directory.read_arrays(rewind), rename))
     apply_masks(model, _renamed(directory.read_arrays(masks_name(chosen)), rename))
     if compile_config:

@@ -204,7 +204,7 @@ def check_fresh_initialization(model, theta0, paths):
         )
 
 
-def check_rewind_step(k, x, fit, compile_config):
+def check_rewind_step(k, x, fit, compile_config, name="rewind_step"):
     """With array data the dense run's length is known: check `rewind_step` fits."""
     steps = steps_per_epoch(x, fit)
     if not k or steps is None:
@@ -213,16 +213,16 @@ def check_rewind_step(k, x, fit, compile_config):
     per_execution = compile_config.get("steps_per_execution") or 1
     if k > epochs * steps:
         raise ValueError(
-            f"Expected `rewind_step` within the dense run of {epochs * steps} "
-            f"iterations. Received: rewind_step={k}"
+            f"Expected `{name}` within the dense run of {epochs * steps} "
+            f"iterations. Received: {name}={k}"
         )
     ends = {e * steps + min(j, steps) for e in range(epochs)
             for j in range(per_execution, steps + per_execution, per_execution)}
     if k not in ends:
         raise ValueError(
-            f"Expected `rewind_step` at the end of an execution of "
+            f"Expected `{name}` at the end of an execution of "
             f"steps_per_execution={per_execution} steps ({steps} steps an epoch). "
-            f"Received: rewind_step={k}; the nearest are "
+            f"Received: {name}={k}; the nearest are "
             f"{sorted(ends, key=lambda e: abs(e - k))[:2]}"
         )
 

@@ -34,6 +34,47 @@ class RoundRecord:
         return self.early_stop.get("iteration")
 
 
+@dataclasses.dataclass
+class InstabilityRecord:
+    """The instability of one start: two copies trained from it with different
+    noise, and the straight line between them (`keras_lottery.instability`).
+
+    `curves` holds the line: `{"alpha": [...], "loss": [...], <metric>: [...]}`
+    evaluated at `len(curves["alpha"])` points; `barriers` the paper's barrier
+    of each (`search.linear_path.barriers`: the worst point minus the ends'
+    mean, as an error for accuracy-like metrics). `instability` is the error
+    barrier of `error_quantity` (the accuracy), or the loss barrier for a
+    model without an accuracy metric.
+    """
+
+    round: int  # The search round whose masks the copies carried (0: dense).
+    start_iteration: int  # Iterations of the dense run the copies started from (0: θ0).
+    network: str  # "ticket": the round's ticket; "dense" / "pruned": a rewind candidate.
+    density: float  # Fraction of prunable weights the copies kept.
+    seeds: list  # The copies' noise seeds (data order, dropout).
+    iterations: list  # Optimizer steps each copy trained.
+    normalization: str  # "recompute" or "interpolate" (see `search.linear_path`).
+    evaluated_on: str  # "test", "validation" or "data": what the line was evaluated on.
+    curves: dict
+    barriers: dict
+    error_quantity: str | None
+    instability: float
+    wall_time: float = 0.0  # Seconds: training the copies and evaluating the line.
+
+    def stable(self, tolerance: float = 0.02) -> bool:
+        """Whether the barrier is within `tolerance` (2 points of error by default)."""
+        return self.instability <= tolerance
+
+    @property
+    def error_barrier(self):
+        """The error barrier (of the accuracy), or None for a model without one."""
+        return None if self.error_quantity is None else self.barriers[self.error_quantity]
+
+    @property
+    def loss_barrier(self) -> float:
+        return self.barriers["loss"]
+
+
 class RecordLookup:
     """Finding records by round and kind, for `SearchResult` and `AggregateResult`."""
 
@@ -69,6 +110,11 @@ class SearchResult(RecordLookup):
 
     records: list = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
+    # The rounds' tickets measured (`instability=True`), by round.
+    instability: list = dataclasses.field(default_factory=list)
+    # With `rewind_candidates`: {"chosen": k, "tolerance": ..., "network": ...,
+    # "candidates": [InstabilityRecord of each measured candidate]}; else None.
+    rewind_choice: dict | None = None
 
     @staticmethod
     def aggregate(results):
@@ -84,14 +130,34 @@ class SearchResult(RecordLookup):
 
     def to_json(self) -> str:
         return json.dumps(
-            {"config": self.config, "records": [dataclasses.asdict(r) for r in self.records]},
+            {"config": self.config, "records": [dataclasses.asdict(r) for r in self.records],
+             "instability": [dataclasses.asdict(r) for r in self.instability],
+             "rewind_choice": choice_to_json(self.rewind_choice)},
             indent=1,
         )
 
     @classmethod
     def from_json(cls, text: str) -> "SearchResult":
         data = json.loads(text)
-        return cls([RoundRecord(**r) for r in data["records"]], data.get("config", {}))
+        return cls([RoundRecord(**r) for r in data["records"]], data.get("config", {}),
+                    [InstabilityRecord(**r) for r in data.get("instability") or []],
+                    choice_from_json(data.get("rewind_choice")))
+
+    def stability_summary(self) -> str:
+        """A table of the instability measured: the rewind candidates, then each round's ticket."""
+        lines = [f"{'start':>6}  {'network':<8} {'round':>5} {'density':>8}  "
+                 f"{'error barrier':>13}  {'loss barrier':>12}"]
+        candidates = (self.rewind_choice or {}).get("candidates", [])
+        for r in [*candidates, *self.instability]:
+            lines.append(f"{r.start_iteration:>6}  {r.network:<8} {r.round:>5} "
+                         f"{r.density:>8.2%}  {_fmt(r.error_barrier):>13}  "
+                         f"{_fmt(r.loss_barrier):>12}")
+        if self.rewind_choice and self.rewind_choice.get("chosen") is not None:
+            choice = self.rewind_choice
+            lines.append(f"rewind step chosen: {choice['chosen']} (the earliest candidate "
+                         f"with an instability <= {choice['tolerance']}"
+                         f"{'' if choice['stable'] else '; none was: the least unstable'})")
+        return "\n".join(lines)
 
     def to_csv(self) -> str:
         """One row per record: round, kind, density, iterations, wall time, and
@@ -123,6 +189,18 @@ class SearchResult(RecordLookup):
                 f"{str(r.early_stop_iteration or '-'):>10}  {r.wall_time:>6.1f}s"
             )
         return "\n".join(lines)
+
+
+def choice_to_json(choice):
+    if choice is None:
+        return None
+    return {**choice, "candidates": [dataclasses.asdict(r) for r in choice["candidates"]]}
+
+
+def choice_from_json(data):
+    if data is None:
+        return None
+    return {**data, "candidates": [InstabilityRecord(**r) for r in data["candidates"]]}
 
 
 def csv_text(rows) -> str:

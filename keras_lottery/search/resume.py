@@ -29,7 +29,10 @@ FORMAT = 2  # Bumped when the run directory's layout changes.
 WHERE_IT_STOPS = ("rounds", "target_density", "transfer")
 # Settings that change what a record stores, not any number in it: a search
 # resumes whatever they were.
-RECORDING_ONLY = ("test_curves",)
+RECORDING_ONLY = ("test_curves", "instability", "path_points", "path_normalization")
+# Settings added after searches were saved without them: their defaults then.
+ADDED_LATER = {"rewind_candidates": None, "stability_tolerance": 0.02,
+               "stability_network": "dense"}
 
 
 def fingerprint(model, config, compile_config, keys, data, vocabulary=None) -> dict:
@@ -111,6 +114,9 @@ def _upgraded(config: dict) -> dict:
         config["criterion"] = json_roundtrip(dataclasses.asdict(Criterion()))
     if config and "structure" not in config:  # Saved before structures: weight by weight.
         config["structure"] = json_roundtrip(dataclasses.asdict(Structure()))
+    for key, default in ADDED_LATER.items():
+        if config:
+            config.setdefault(key, default)
     return config
 
 

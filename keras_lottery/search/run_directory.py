@@ -14,6 +14,11 @@ Layout:
     rounds/003_ticket_masks.npz its masks (also for random pruning)
     trained/003.npz             trained state of a ticket round, to prune from
     trained/003_inverted.npz    the same of the inverted control (iterative)
+    stability/003_ticket.json   the instability of round 3's ticket (instability=True)
+    stability/rewind_000100.npz the dense run's state at rewind candidate 100
+    stability/rewind_000100_dense.json   that candidate's instability
+    stability/rewind_choice.json         the rewind step chosen among the candidates
+    stability/..._copy1.npz     a copy trained for a measurement not yet finished
     result.json                 all records so far (SearchResult)
     running.lock                while a search runs here: its host and process id
 """
@@ -30,7 +35,15 @@ import numpy as np
 
 from keras_lottery import checks
 from keras_lottery.search import resume, run_lock
-from keras_lottery.search.results import RECORD_KINDS, RoundRecord, SearchResult
+from keras_lottery.search.results import (
+    RECORD_KINDS,
+    InstabilityRecord,
+    RoundRecord,
+    SearchResult,
+    choice_to_json,
+)
+
+REWIND_CHOICE = "stability/rewind_choice.json"
 
 
 class DamagedRunError(ValueError):
@@ -69,6 +82,9 @@ def _way_out(name: str) -> str:
         return ("It holds the trained weights the next round prunes from: delete the record "
                 f"of the training that wrote it (rounds/{record}.json) and run again to train "
                 "it again; the trainings before it are intact.")
+    if name.startswith("stability/"):
+        return (f"It is a measurement of instability: delete {name} and run again to "
+                "measure it again; nothing else is lost.")
     if name == "result.json":
         return "It is rewritten from the round records: run the search again, or load_result()."
     if name == "model.json":
@@ -271,7 +287,9 @@ class SearchStore:
 
     def save_result(self, records: list, config: dict) -> None:
         self.directory.write_json("result.json", {
-            "config": config, "records": [dataclasses.asdict(r) for r in records]})
+            "config": config, "records": [dataclasses.asdict(r) for r in records],
+            "instability": [dataclasses.asdict(r) for r in instability_records(self.directory)],
+            "rewind_choice": choice_to_json(rewind_choice(self.directory))})
 
     def _translated_record(self, record):
         return dataclasses.replace(record, layer_densities={
@@ -286,6 +304,49 @@ def masks_name(round_: int, kind: str = "ticket") -> str:
 def trained_name(round_: int, kind: str = "ticket") -> str:
     """Where a training's trained state is kept, while a later round prunes from it."""
     return f"trained/{round_:03d}.npz" if kind == "ticket" else f"trained/{round_:03d}_{kind}.npz"
+
+
+def stability_name(round_: int) -> str:
+    """Where round `round_`'s ticket's instability is kept (`<name>.json`)."""
+    return f"stability/{round_:03d}_ticket"
+
+
+def candidate_state_name(step: int) -> str:
+    """Where the dense run's state at rewind candidate `step` is kept."""
+    return f"stability/rewind_{step:06d}.npz"
+
+
+def candidate_name(step: int, network: str) -> str:
+    """Where rewind candidate `step`'s instability is kept (`<name>.json`)."""
+    return f"stability/rewind_{step:06d}_{network}"
+
+
+def read_instability(directory, name) -> InstabilityRecord:
+    data = directory.read_json(name)
+    try:
+        return InstabilityRecord(**data)
+    except TypeError as error:
+        raise DamagedRunError(directory.path, name, error) from None
+
+
+def instability_records(directory) -> list:
+    """The rounds' tickets' `InstabilityRecord`s on file, by round."""
+    names = [n for n in directory.list("stability", ".json")
+             if n[:3].isdigit() and n.endswith("_ticket.json")]
+    return sorted((read_instability(directory, f"stability/{n}") for n in names),
+                  key=lambda r: r.round)
+
+
+def rewind_choice(directory) -> dict | None:
+    """The rewind step chosen among candidates, with each candidate's record; None if
+    not chosen (yet)."""
+    if not directory.exists(REWIND_CHOICE):
+        return None
+    choice = directory.read_json(REWIND_CHOICE)
+    network = choice.get("network", "dense")
+    return {**choice, "candidates": [
+        read_instability(directory, candidate_name(k, network) + ".json")
+        for k in choice.get("candidates", [])]}
 
 
 def read_record(directory, name: str) -> RoundRecord:
@@ -317,7 +378,8 @@ def load_result(path) -> SearchResult:
     records = [read_record(directory, name) for name in directory.list("rounds", ".json")]
     records.sort(key=lambda r: (r.round, RECORD_KINDS.index(r.kind)))
     config = {**saved.get("config", {}), "backend": saved.get("backend")}
-    return SearchResult(records, config)
+    return SearchResult(records, config, instability_records(directory),
+                        rewind_choice(directory))
 
 
 def load_masks(path, kind: str = "ticket", rounds=None) -> dict:

@@ -33,6 +33,8 @@ CONTROLS = RECORD_KINDS[1:]
 PAPER_RATES = PruneRates(0.2, by_kind={"output": 0.1})
 DEFAULT_ROUNDS = 5
 MODES = ("auto", "min", "max")
+STABILITY_NETWORKS = ("dense", "pruned")
+NORMALIZATION = ("recompute", "interpolate")
 INITIAL_WEIGHTS = (None, "current")
 
 
@@ -136,6 +138,29 @@ def _step(name, value):
     return checks.integer(name, value, 0)
 
 
+def _steps(name, value):
+    steps = checks.integers(name, value, 0)
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"Expected distinct `{name}`. Received: {name}={value!r}")
+    return tuple(sorted(steps))
+
+
+def _tolerance(name, value):
+    return checks.number(name, value, 0, 1, low_open=True, high_open=True)
+
+
+def _path_points(name, value):
+    return checks.integer(name, value, 3)
+
+
+def _stability_network(name, value):
+    return checks.choice(name, value, STABILITY_NETWORKS)
+
+
+def _normalization(name, value):
+    return checks.choice(name, value, NORMALIZATION)
+
+
 def _controls(name, value):
     return checks.choices(name, value, CONTROLS)
 
@@ -209,6 +234,22 @@ SETTINGS = (
             decides_masks=True, flag=dict(type=str)),
     Setting("rewind_step", 0, "rewind survivors to the weights after this many iterations "
             "of the dense run (0: θ0)", _step, flag=dict(type=int)),
+    Setting("rewind_candidates", None, "rewind to the earliest of these iterations of the "
+            "dense run at which training is stable (measured: see instability)",
+            _optional(_steps), flag=dict(type=int, nargs="+", metavar="ITERATION")),
+    Setting("stability_tolerance", 0.02, "the instability (error barrier) at or below which "
+            "a rewind candidate is stable", _tolerance, flag=dict(type=float)),
+    Setting("stability_network", "dense", "what rewind candidates are measured on: the dense "
+            "network, or the first pruned round's masks", _stability_network,
+            flag=dict(choices=STABILITY_NETWORKS)),
+    Setting("instability", False, "measure each round's ticket's instability: a second copy "
+            "trained with other noise, the error barrier on the line between them", _boolean,
+            flag=dict(action="store_true")),
+    Setting("path_points", 30, "evenly spaced points evaluated on the line between two "
+            "copies (both ends included)", _path_points, flag=dict(type=int)),
+    Setting("path_normalization", "recompute", "BatchNormalization statistics along the "
+            "line: recompute them at each point, or interpolate them", _normalization,
+            flag=dict(choices=NORMALIZATION)),
     Setting("controls", (), "controls trained beside each round", _controls,
             flag=dict(nargs="+", choices=CONTROLS)),
     Setting("eval_every", None, "iterations between evaluations (default: each epoch's end)",
@@ -236,8 +277,9 @@ BY_NAME = {setting.name: setting for setting in SETTINGS}
 FLAGGED = tuple(setting for setting in SETTINGS if setting.flag is not None)
 # What rules out what: besides `transfer`, which rules out every setting
 # that decides masks (`Setting.decides_masks`).
-EXCLUSIVE = {"one_shot": ("rounds", "target_density")}
-WHY_EXCLUSIVE = {"one_shot": "its densities are the rounds, each pruned from the dense run"}
+EXCLUSIVE = {"one_shot": ("rounds", "target_density"), "rewind_candidates": ("rewind_step",)}
+WHY_EXCLUSIVE = {"one_shot": "its densities are the rounds, each pruned from the dense run",
+                 "rewind_candidates": "the rewind step is chosen among them by measurement"}
 
 
 def check_settings(values: dict) -> dict:
@@ -375,6 +417,12 @@ class SearchConfig:
     one_shot: tuple | None = None
     transfer: tuple | None = None  # Each transferred set's density and hash (`fingerprint`).
     rewind_step: int = 0
+    rewind_candidates: tuple | None = None
+    stability_tolerance: float = 0.02
+    stability_network: str = "dense"
+    instability: bool = False
+    path_points: int = 30
+    path_normalization: str = "recompute"
     eval_every: int | None = None
     monitor: str = "val_loss"
     mode: str = "auto"

@@ -27,7 +27,7 @@ from keras_lottery.pruning import criteria, planning, saliency
 
 from keras_lottery.runtime import distribution
 
-from keras_lottery.search import state
+from keras_lottery.search import stability, state
 from keras_lottery.structured import unit_masks as structured_pruning, structures
 from keras_lottery.search import preflight as checks
 from keras_lottery.search import transfer as mask_transfer
@@ -39,10 +39,16 @@ from keras_lottery.pruning.rules import PruneRates, random_masks_like
 from keras_lottery.search.resume import fingerprint
 from keras_lottery.search.results import SearchResult
 from keras_lottery.search.run_directory import (
+    REWIND_CHOICE,
     MemoryDirectory,
     RunDirectory,
     SearchStore,
+    candidate_name,
+    candidate_state_name,
+    instability_records,
     masks_name,
+    rewind_choice,
+    stability_name,
     trained_name,
 )
 from keras_lottery.search import settings
@@ -107,6 +113,33 @@ class TicketSearch:
             `transfer`. See `keras_lottery.Structure`.
         rewind_step: rewind to the weights after this many iterations of the
             dense run (0: θ0, the initialization). Defaults to 0.
+        rewind_candidates: instead of `rewind_step`, iterations of the dense
+            run to choose the rewind step among, by measurement: from each,
+            two copies train with different noise (see
+            `keras_lottery.instability`), and the search rewinds to the
+            earliest whose instability is at most `stability_tolerance` (if
+            none is, the least unstable, said in the progress output). Every
+            candidate is measured (two trainings each); the choice and the
+            measurements are kept with the run (`result.rewind_choice`).
+            Defaults to None.
+        stability_tolerance: the instability (error barrier, as a fraction;
+            the loss barrier for a model without an accuracy metric) at or
+            below which a candidate is stable. Defaults to 0.02.
+        stability_network: what the candidates are measured on: `"dense"`
+            (the dense network) or `"pruned"` (the first pruned round's masks).
+            Defaults to "dense".
+        instability: measure each round's ticket's instability (round 0: the
+            dense network's): a second copy trained from the round's start
+            with other noise, and the line between it and the round's own
+            training evaluated on `test_data` (else `validation_data`). One
+            more training per round; kept with the run (`result.instability`),
+            resumable, and may be turned on when resuming a finished search.
+            Defaults to False.
+        path_points: points on the line between two copies, both ends
+            included (at least 3). Defaults to 30.
+        path_normalization: BatchNormalization statistics on the line:
+            `"recompute"` (measured afresh at each point on training batches,
+            the default) or `"interpolate"` (see docs/stability.md).
         controls: any of `"random_reinit"` (the round's masks on a fresh
             initialization), `"random_pruning"` (random masks of the same
             per-layer densities, rewound like the ticket: the ticket's mask
@@ -161,7 +194,10 @@ class TicketSearch:
                  prune_rates: PruneRates | float = PAPER_RATES, budget: str = "uniform",
                  criterion="large_final", one_shot: Sequence[float] | None = None,
                  transfer=None, structure="unstructured", rewind_step: int = 0,
-                 controls: Sequence[str] = (), eval_every: int | None = None,
+                 rewind_candidates: Sequence[int] | None = None,
+                 stability_tolerance: float = 0.02, stability_network: str = "dense",
+                 instability: bool = False, path_points: int = 30,
+                 path_normalization: str = "recompute", controls: Sequence[str] = (), eval_every: int | None = None,
                  validation_data=None, test_data=None, monitor: str = "val_loss",
                  mode: str = "auto", test_curves: bool = False, initial_weights=None,
                  vocabulary=None, directory=None, seed: int = 0, verbose: int = 1,
@@ -170,7 +206,10 @@ class TicketSearch:
         given = dict(
             rounds=rounds, target_density=target_density, prune_rates=prune_rates,
             budget=budget, criterion=criterion, one_shot=one_shot, transfer=transfer,
-            structure=structure, rewind_step=rewind_step, controls=controls,
+            structure=structure, rewind_step=rewind_step,
+            rewind_candidates=rewind_candidates, stability_tolerance=stability_tolerance,
+            stability_network=stability_network, instability=instability,
+            path_points=path_points, path_normalization=path_normalization, controls=controls,
             eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
             initial_weights=initial_weights, vocabulary=vocabulary, directory=directory,
             seed=seed, verbose=verbose)
@@ -205,7 +244,7 @@ class TicketSearch:
                                  else MemoryDirectory())
         # θ0, taken before any training: every variable but the masks.
         self.theta0 = state.snapshot(self.model)
-        self.rewind_state = self.theta0 if rewind_step == 0 else None
+        self.rewind_state = self.theta0 if self._rewinds_to_theta0() else None
         if "random_reinit" in controls:
             checks.check_fresh_initialization(self.model, self.theta0, self.initial_masks)
         self.optimizer = FreshOptimizer(self.model, self.compile_config)
@@ -275,11 +314,45 @@ class TicketSearch:
             if not self._has(round_, "ticket"):
                 records.append(self._train_ticket(trainer, round_, masks))
                 self._save(records, progress)
+            if round_ == 0 and self.config.rewind_candidates and self.rewind_state is None:
+                self._choose_rewind(trainer)
+                self._save(records, None)
+            if self.config.instability:
+                self._measure_round(trainer, round_, masks)
+                self._save(records, None)
             for kind in self.controls if round_ > 0 else ():
                 if not self._has(round_, kind):
                     records.append(self._train_control(trainer, round_, kind, masks))
                     self._save(records, progress)
-        return SearchResult(self._within_plan(records), self._result_config())
+        return self._result(records)
+
+    def instability(self, round: int = 0):  # noqa: A002 - mirrors RoundRecord.round
+        """The instability of round `round`'s ticket: an `InstabilityRecord`.
+
+        Measured now if it is not on file (`instability=True` measures every
+        round as the search runs): the round's own training retrained from
+        its start (the same seed gives the same training) and a copy with
+        other noise, the line between them evaluated on `test_data` (else
+        `validation_data`), kept with the run. Needs the search's data, given
+        to the constructor or an earlier `run()`.
+        """
+        claim = (self.store.directory.claimed() if distribution.process_index() == 0
+                 else contextlib.nullcontext())
+        with claim:
+            self._take_run_arguments(None, None, None, None, None, None, {})
+            if self.test_data is None and self.validation_data is None:
+                raise ValueError(
+                    "Expected `test_data` or `validation_data` (to the constructor or an "
+                    "earlier `run()`): the line between two copies is evaluated on it. "
+                    "Received neither.")
+            self._open()
+            if not self._has(round, "ticket"):
+                raise ValueError(
+                    f"Expected a trained round. Received round={round}, which has no ticket "
+                    "record yet: run the search first.")
+            trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
+                              None, None, self.callbacks, self.verbose)
+            return self._measure_round(trainer, round, self.masks(round))
 
     def ticket(self, round: int):  # noqa: A002 - mirrors RoundRecord.round
         """The model set to round `round`'s ticket: its masks on the rewind
@@ -399,18 +472,27 @@ class TicketSearch:
 
     def _train_ticket(self, trainer, round_, masks):
         start = self.theta0 if round_ == 0 else self.rewind_state
-        capture = CaptureState(self.config.rewind_step) if (
-            round_ == 0 and self.config.rewind_step) else None
+        config = self.config
+        name = "rewind_step" if config.rewind_step else "rewind_candidates"
+        steps = ([config.rewind_step] if config.rewind_step
+                 else [k for k in config.rewind_candidates or () if k])
+        capture = CaptureState(steps, name) if round_ == 0 and steps else None
         record = trainer.train(round_, "ticket", start, masks, extra=[capture] if capture else [])
+        if config.instability:  # The round's own training is the first copy.
+            self._measurement(trainer).keep_copy(stability_name(round_), 1, record.iterations)
         if capture is not None:
-            if capture.captured is None:
+            if capture.missing():
                 raise ValueError(
-                    f"Expected `rewind_step` within the dense run. Received "
-                    f"rewind_step={self.config.rewind_step}, but round 0 trained "
-                    f"{record.iterations} iterations."
+                    f"Expected `{name}` within the dense run. Received {name}="
+                    f"{capture.missing() if config.rewind_candidates else steps[0]}, but "
+                    f"round 0 trained {record.iterations} iterations."
                 )
-            self.rewind_state = capture.captured
-            self.store.write("rewind.npz", self.rewind_state)
+            if config.rewind_step:
+                self.rewind_state = capture.captured[config.rewind_step]
+                self.store.write("rewind.npz", self.rewind_state)
+            for step, captured in capture.captured.items():  # Before the round's record.
+                if config.rewind_candidates:
+                    self.store.write(candidate_state_name(step), captured)
         # Only the latest ticket is pruned from next (one-shot: round 0's);
         # the inverted control's first round prunes from round 0's too.
         first_inverted = round_ == 1 and "inverted" in self.controls
@@ -447,6 +529,62 @@ class TicketSearch:
             self.store.save_training(record, masks)
         return record
 
+    # -- instability -----------------------------------------------------------
+
+    def _measurement(self, trainer):
+        evaluated_on = "test" if self.test_data is not None else "validation"
+        return stability.Measurement(
+            self.model, trainer, self.store,
+            self.test_data if self.test_data is not None else self.validation_data,
+            evaluated_on, self._training_data(), points=self.config.path_points,
+            normalization=self.config.path_normalization,
+            batch_size=self.config.fit.get("batch_size") or 32, verbose=self.verbose)
+
+    def _measure_round(self, trainer, round_, masks):
+        """Round `round_`'s ticket's instability, from the start it trained from."""
+        return self._measurement(trainer).measure(
+            stability_name(round_), round_=round_, network="ticket",
+            start_iteration=0 if round_ == 0 else self._rewind_step(),
+            start=self.theta0 if round_ == 0 else self.rewind_state, masks=masks,
+            seeds=stability.round_seeds(self.config.seed, round_))
+
+    def _choose_rewind(self, trainer):
+        """Measures every rewind candidate and rewinds to the earliest stable one."""
+        config, measurement = self.config, self._measurement(trainer)
+        network, found = config.stability_network, []
+        for step in config.rewind_candidates:
+            start = self.theta0 if step == 0 else self.store.read(candidate_state_name(step))
+            masks = self.initial_masks
+            if network == "pruned":  # Round 1's masks (pruned at initialization: at `start`).
+                self.rewind_state = start
+                masks = self._masks_for(1)
+                self.rewind_state = None
+            found.append(measurement.measure(
+                candidate_name(step, network), round_=0 if network == "dense" else 1,
+                network=network, start_iteration=step, start=start, masks=masks,
+                seeds=stability.candidate_seeds(config.seed, step)))
+        choice = stability.choose_rewind(found, config.stability_tolerance, network)
+        chosen = choice["chosen"]
+        self.rewind_state = (self.theta0 if chosen == 0
+                             else self.store.read(candidate_state_name(chosen)))
+        self.store.write("rewind.npz", self.rewind_state)  # Before the choice that marks it.
+        self.store.directory.write_json(REWIND_CHOICE, {
+            **choice, "candidates": [r.start_iteration for r in found]})
+        if self.verbose:
+            print(f"[keras-lottery] rewind step {chosen}: the earliest candidate with an "
+                  f"instability <= {config.stability_tolerance}" if choice["stable"] else
+                  f"[keras-lottery] rewind step {chosen}: no candidate had an instability <= "
+                  f"{config.stability_tolerance}; this one the least", flush=True)
+
+    def _rewind_step(self) -> int:
+        """The iteration rounds after the first rewind to (chosen or set)."""
+        if self.config.rewind_candidates:
+            return int(self.store.directory.read_json(REWIND_CHOICE)["chosen"])
+        return self.config.rewind_step
+
+    def _rewinds_to_theta0(self) -> bool:
+        return self.config.rewind_step == 0 and not self.config.rewind_candidates
+
     # -- keeping what is done -----------------------------------------------
 
     def _open(self, read_only=False):
@@ -464,9 +602,10 @@ class TicketSearch:
                         state.state_variables(self.model), data, self.vocabulary),
             self.theta0, read_only=read_only)
         self.theta0 = self.store.read("theta0.npz")
-        if self.config.rewind_step == 0:
+        if self._rewinds_to_theta0():
             self.rewind_state = self.theta0
-        elif self.store.exists("rewind.npz"):
+        elif self.store.exists("rewind.npz") and (
+                not self.config.rewind_candidates or self.store.exists(REWIND_CHOICE)):
             self.rewind_state = self.store.read("rewind.npz")
         if records and first_time and self.verbose:
             print(f"[keras-lottery] resuming {self.store.directory.path}: "
@@ -480,7 +619,15 @@ class TicketSearch:
 
     def _save(self, records, progress):
         self.store.save_result(self._within_plan(records), self._result_config())
-        progress.report(records[-1])
+        if progress is not None:
+            progress.report(records[-1])
+
+    def _result(self, records):
+        directory = self.store.directory
+        last = {r.round for r in self._within_plan(records)}
+        return SearchResult(self._within_plan(records), self._result_config(),
+                            [r for r in instability_records(directory) if r.round in last],
+                            rewind_choice(directory))
 
     def _within_plan(self, records):
         """The records of the rounds these settings reach: a rerun with fewer
@@ -557,6 +704,15 @@ class TicketSearch:
             saliency.scoring_batch(self._training_data(), self.config.criterion)
         checks.check_rewind_step(self.config.rewind_step, self.x, self.config.fit,
                                  self.compile_config)
+        for step in self.config.rewind_candidates or ():
+            checks.check_rewind_step(step, self.x, self.config.fit, self.compile_config,
+                                     "rewind_candidates")
+        if (self.config.instability or self.config.rewind_candidates) and (
+                self.test_data is None and self.validation_data is None):
+            raise ValueError(
+                "Expected `test_data` or `validation_data` with `instability` or "
+                "`rewind_candidates`: the line between two copies is evaluated on it. "
+                "Received neither.")
 
     def _planned_trainings(self):
         rounds = self._set_rounds() or self.config.rounds

@@ -87,14 +87,15 @@ class Trainer:
         self.validation_data, self.test_data = validation_data, test_data
         self.callbacks, self.verbose = list(callbacks), verbose
 
-    def train(self, round_, kind, start, masks, extra=()) -> RoundRecord:
-        """One training from `start` (a `state.snapshot`) with `masks`."""
+    def train(self, round_, kind, start, masks, extra=(), seed=None) -> RoundRecord:
+        """One training from `start` (a `state.snapshot`) with `masks`; `seed`
+        (data order, dropout) defaults to the round's and kind's (`seed_for`)."""
         state.restore(self.model, start)
         apply_masks(self.model, masks)
         self.optimizer.reset()
         # Seeded twice: here for what `fit` draws up front (TensorFlow builds
         # its shuffled tf.data pipeline first), then by `Reseed` at train begin.
-        seed = seed_for(self.config.seed, round_, kind)
+        seed = seed_for(self.config.seed, round_, kind) if seed is None else seed
         keras.utils.set_random_seed(seed)
         if self.validation_data is not None:
             # Only with callbacks of the user's does it also evaluate at epoch ends.
