@@ -228,3 +228,24 @@ def test_sparse_trains_a_preset_once_to_its_density(tmp_path, method):
         return
     with pytest.raises(SystemExit, match="--end .* must come after --begin"):
         cli.main([*argv[:-2], "--begin", "0.5", "--end", "0.4", "--out", str(tmp_path / "x")])
+
+
+def test_stability_of_a_run_directory_measures_it_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", *TINY, "--rewind-candidates", "0", "35", "--path-points", "3",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = SearchResult.from_json((out / "result.json").read_text())
+    assert [r.start_iteration for r in result.rewind_choice["candidates"]] == [0, 35]
+    assert result.rewind_choice["chosen"] in (0, 35) and not result.instability
+    # The directory's own command, again with --instability: each round's ticket measured.
+    assert cli.main(["stability", str(out), "--path-points", "3"]) == 0
+    result = SearchResult.from_json((out / "result.json").read_text())
+    assert [r.round for r in result.instability] == [0, 1, 2]
+    assert all(len(r.curves["alpha"]) == 3 for r in result.instability)
+    assert "instability" in capsys.readouterr().out
+    # Only options that decide no number may be given with a directory.
+    with pytest.raises(SystemExit, match="expected only --path-points"):
+        cli.main(["stability", str(out), "--rounds", "3"])
+    with pytest.raises(SystemExit, match="expected a run directory"):
+        cli.main(["stability", str(tmp_path)])

@@ -52,3 +52,35 @@ def test_a_search_without_accuracy_draws_its_loss(tmp_path):
     assert plots.accuracy_curves(result).get_ylabel() == "val loss"
     assert plots.early_stop(result)[1].get_ylabel() == "val loss at early stop"
     assert len(plots.save_figures(result, tmp_path)) == 2
+
+
+def fake_instability(start, round_, density, barrier):
+    from keras_lottery.search.results import InstabilityRecord
+
+    alpha = [i / 4 for i in range(5)]
+    accuracy = [0.9 - barrier * (1 - abs(2 * a - 1)) for a in alpha]
+    return InstabilityRecord(
+        round=round_, start_iteration=start, network="ticket" if round_ else "dense",
+        density=density, seeds=[1, 2], iterations=[300, 300], normalization="recompute",
+        evaluated_on="test", curves={"alpha": alpha, "loss": [0.3] * 5, "accuracy": accuracy},
+        barriers={"loss": 0.0, "accuracy": barrier}, error_quantity="accuracy",
+        instability=barrier)
+
+
+def test_stability_figures_only_for_a_search_that_measured_them(tmp_path):
+    result = fake_result()
+    result.rewind_choice = {
+        "chosen": 100, "stable": True, "tolerance": 0.02, "network": "dense",
+        "candidates": [fake_instability(0, 0, 1.0, 0.2), fake_instability(100, 0, 1.0, 0.01)]}
+    result.instability = [fake_instability(100, r, 0.8**r, 0.01 * r) for r in range(4)]
+    written = plots.save_figures(result, tmp_path)
+    assert [p.name for p in written] == ["accuracy_curves.png", "early_stop.png",
+                                         "stability_paths.png", "stability_barriers.png"]
+    for path in written[2:]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    ax = plots.stability_paths(result)
+    # One line per candidate and per ticket measured, drawn as error (1 - accuracy).
+    assert len(ax.lines) == 6
+    assert max(ax.lines[0].get_ydata()) == pytest.approx(0.1 + 0.2)
+    with pytest.raises(ValueError, match="Expected instability records"):
+        plots.stability_paths(fake_result())
