@@ -285,7 +285,10 @@ def _stability_argv(args, argv) -> list:
             f"keras-lottery stability: expected only {', '.join(STABILITY_OPTIONS)} with a run "
             f"directory (the rest is the run's own). Received {refused}.")
     saved = json.loads((directory / COMMAND_FILE).read_text())["argv"]
-    return ["stability", *saved, "--instability", *given]
+    # The directory as given, not the path it was made at: it may have moved.
+    saved = [a for i, a in enumerate(saved) if not (
+        a == "--out" or a.startswith("--out=") or (i and saved[i - 1] == "--out"))]
+    return ["stability", *saved, "--out", str(directory), "--instability", *given]
 
 
 def _run(args, argv=()) -> int:

@@ -238,8 +238,12 @@ def test_stability_of_a_run_directory_measures_it_again(tmp_path, capsys):
     result = SearchResult.from_json((out / "result.json").read_text())
     assert [r.start_iteration for r in result.rewind_choice["candidates"]] == [0, 35]
     assert result.rewind_choice["chosen"] in (0, 35) and not result.instability
-    # The directory's own command, again with --instability: each round's ticket measured.
-    assert cli.main(["stability", str(out), "--path-points", "3"]) == 0
+    # The directory's own command, again with --instability: each round's ticket
+    # measured, in the directory where it lies now.
+    moved = out.rename(tmp_path / "moved")
+    assert cli.main(["stability", str(moved), "--path-points", "3"]) == 0
+    assert not out.exists()
+    out = moved
     result = SearchResult.from_json((out / "result.json").read_text())
     assert [r.round for r in result.instability] == [0, 1, 2]
     assert all(len(r.curves["alpha"]) == 3 for r in result.instability)
