@@ -19,6 +19,8 @@ WEIGHTS = {
     "conv6": 2_261_184,
     "vgg19": 20_024_000,
     "resnet18": 270_896,
+    "resnet8": 3 * 8 * 9 + 8 * 8 * 9 * 2 + (8 * 16 * 9 + 16 * 16 * 9 + 8 * 16)
+    + (16 * 32 * 9 + 32 * 32 * 9 + 16 * 32) + 32 * 10,
     "mlp": 40 * 100 + 100 * 100 + 100 * 10,
 }
 # The paper's Figure 2, in millions, and the decimals it prints. Conv-6 is
@@ -33,7 +35,7 @@ PAPER_MILLIONS = {
 }
 MASKED_LAYERS = {
     "lenet_300_100": 3, "conv2": 5, "conv4": 7, "conv6": 9, "vgg19": 17, "resnet18": 22,
-    "mlp": 3,
+    "resnet8": 10, "mlp": 3,
 }
 
 

@@ -72,9 +72,10 @@ def fake_data(tmp_path_factory):
     return directory
 
 
-# The paper's small networks in the default run; the deep and language-model presets,
+# The small networks in the default run; the deep and language-model presets,
 # which take 10-25 s each to build and step, in the slow one.
-QUICK_PRESETS = [n for n in sorted(presets.PRESETS) if n.split("_")[0] in ("lenet", "conv2", "mlp")]
+QUICK_PRESETS = [n for n in sorted(presets.PRESETS) if n.split("_")[0] in ("lenet", "conv2", "mlp",
+                                                                             "resnet8")]
 
 
 @pytest.mark.parametrize("name", [

@@ -12,7 +12,7 @@ from keras_lottery.models.dropout import DropoutConfig
 from keras_lottery.models.language import lstm_lm, transformer_lm
 from keras_lottery.models.lenet import lenet_300_100
 from keras_lottery.models.mlp import mlp
-from keras_lottery.models.resnet import resnet18
+from keras_lottery.models.resnet import resnet8, resnet18
 from keras_lottery.models.sequence import causal_transformer, lstm_classifier
 from keras_lottery.models.vgg import vgg19
 
@@ -24,6 +24,7 @@ NETWORKS = {
     "conv6": conv6,
     "vgg19": vgg19,
     "resnet18": resnet18,
+    "resnet8": resnet8,
     "mlp": mlp,
 }
 # Language models by name: token ids in, next-token logits out (they take
@@ -62,6 +63,7 @@ __all__ = [
     "lstm_classifier",
     "lstm_lm",
     "mlp",
+    "resnet8",
     "resnet18",
     "transformer_lm",
     "vgg19",
