@@ -103,13 +103,24 @@ def early_stop(results: dict, axes=None):
             axes[1].plot(x, values, marker="o", label=name)
     for ax, ylabel in zip(axes, ["early-stop iteration",
                                  f"{key.replace('_', ' ')} at early stop"]):
-        ax.set_xscale("log")
-        ax.invert_xaxis()  # The paper's figures: sparser to the right.
-        ax.set_xlabel("percent of weights remaining (Pm)")
+        _density_axis(ax)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return axes
+
+
+def _density_axis(ax):
+    """Pm in percent on a log scale, sparser to the right (the paper's figures),
+    labelled in plain numbers (100, 50, 20, ...) rather than powers of ten."""
+    import matplotlib.ticker as ticker
+
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    ax.set_xlabel("percent of weights remaining (Pm)")
 
 
 def _range(records, means, names):
@@ -182,9 +193,7 @@ def stability_barriers(results: dict, axes=None):
                          marker="o", label=f"{label} rewind {tickets[-1].start_iteration}".strip())
     axes[0].set_xscale("log")
     axes[0].set_xlabel("rewind iteration (0 drawn at 1)")
-    axes[1].set_xscale("log")
-    axes[1].invert_xaxis()
-    axes[1].set_xlabel("percent of weights remaining (Pm)")
+    _density_axis(axes[1])
     for ax in axes:
         ax.set_ylabel("instability (error barrier)")
         ax.grid(alpha=0.3)
