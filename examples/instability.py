@@ -82,6 +82,12 @@ def spread(values, digits=4):
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
+def line_ends(record):
+    """The mean test accuracy of the two trained copies (the line's ends)."""
+    accuracy = record.curves["accuracy"]
+    return (accuracy[0] + accuracy[-1]) / 2
+
+
 def candidates_table(runs):
     """The dense network's instability at each rewind candidate, over seeds."""
     lines = ["| rewind iteration | error barrier | loss barrier | stable (<= 0.02) | chosen |",
@@ -98,28 +104,34 @@ def candidates_table(runs):
 
 
 def tickets_table(results):
-    """Each round's ticket: final test accuracy and instability, per search.
+    """Each round's ticket, per search: its test accuracy at the end of training
+    (as the search recorded it), the mean test accuracy of the line's two ends
+    (both copies; normalization statistics recomputed, as on the whole line),
+    and the error barrier.
 
-    A ticket *matches* when its mean accuracy is at least the dense network's
-    mean minus one standard deviation (over seeds), the instability paper's rule.
+    A ticket *matches* when its mean accuracy at the end of training is at
+    least the dense network's mean minus one standard deviation (over seeds),
+    the instability paper's rule.
     """
     dense = np.array([r.record(0).final["test_accuracy"] for r in results["candidates"]])
     threshold = dense.mean() - dense.std()
     header = "| round | Pm |"
     rule = "| ---: | ---: |"
     for label in results:
-        header += f" {label}: rewind | {label}: test accuracy | {label}: error barrier |"
-        rule += " ---: | ---: | ---: |"
+        header += (f" {label}: rewind | {label}: test accuracy | {label}: line ends | "
+                   f"{label}: error barrier |")
+        rule += " ---: | ---: | ---: | ---: |"
     lines = [header, rule]
     for index, ticket in enumerate(results["candidates"][0].tickets()):
         row = f"| {ticket.round} | {ticket.density:.2%} |"
         for runs in results.values():
             accuracy = [r.tickets()[index].final["test_accuracy"] for r in runs]
+            ends = [line_ends(r.instability[index]) for r in runs]
             barrier = [r.instability[index].error_barrier for r in runs]
             rewind = sorted({r.instability[index].start_iteration for r in runs})
             matches = " (matches)" if index and np.mean(accuracy) >= threshold else ""
             row += (f" {', '.join(map(str, rewind))} | {spread(accuracy)}{matches} | "
-                    f"{spread(barrier)} |")
+                    f"{spread(ends)} | {spread(barrier)} |")
         lines.append(row)
     return "\n".join(lines)
 
