@@ -351,6 +351,7 @@ def _run(args, argv=()) -> int:
         settings["instability"] = True
     if args.seeds is None:
         result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
+        _keep_command(out, argv, again=True)
         print(result.summary())
         if result.instability or result.rewind_choice:
             print(result.stability_summary())
@@ -366,22 +367,30 @@ def _run(args, argv=()) -> int:
     # These seeds' directories, those of other processes included (finished or
     # not); other seed_* folders in OUT are not this command's.
     on_file = [s for s in args.seeds if (out / f"seed_{s}" / "search.json").exists()]
+    if not busy:
+        _keep_command(out, argv, again=True)
     if on_file:
-        aggregated = SearchResult.aggregate([_load(out / f"seed_{s}") for s in on_file])
+        results = {s: _load(out / f"seed_{s}") for s in on_file}
+        aggregated = SearchResult.aggregate(list(results.values()))
         (out / "aggregate.csv").write_text(aggregated.to_csv())
         print(aggregated.summary())
+        for seed, result in results.items():
+            if result.instability or result.rewind_choice:
+                print(f"seed {seed}:\n{result.stability_summary()}")
     if busy:
         print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
               f"{out}` once they are done.")
     return 0
 
 
-def _keep_command(out, argv):
-    """Writes the command's flags to OUT, for `keras-lottery stability OUT` (first time only)."""
+def _keep_command(out, argv, again=False):
+    """Writes the command's flags to OUT, for `keras-lottery stability OUT`: when
+    the run starts if none is there (so an interrupted run has one), and again
+    (`again`) once it has finished, so the last command that ran is the one kept."""
     import json
 
     out.mkdir(parents=True, exist_ok=True)
-    if argv and not (out / COMMAND_FILE).exists():
+    if argv and (again or not (out / COMMAND_FILE).exists()):
         flags = [a for a in argv[1:] if a != "--instability"]
         (out / COMMAND_FILE).write_text(json.dumps({"argv": flags}, indent=1))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_lottery as kl
-from keras_lottery.search import linear_path, state
+from keras_lottery.search import linear_path, stability, state
 from keras_lottery.search.results import InstabilityRecord, SearchResult
 from keras_lottery.search.stability import choose_rewind
 
@@ -120,13 +120,14 @@ def test_the_line_holds_the_masks_and_its_ends_are_the_copies(monkeypatch):
 
 
 def _statistics_at_points(monkeypatch, model):
-    """The BatchNormalization moving mean at each point of the line."""
+    """The BatchNormalization moving mean and variance at each point of the line."""
     seen = []
     evaluate = linear_path.evaluate
 
     def watched(model, data, batch_size):
         bn = model.get_layer("bn")
-        seen.append(np.array(keras.ops.convert_to_numpy(bn.moving_mean)))
+        seen.append([np.array(keras.ops.convert_to_numpy(v))
+                     for v in (bn.moving_mean, bn.moving_variance)])
         return evaluate(model, data, batch_size)
 
     monkeypatch.setattr(linear_path, "evaluate", watched)
@@ -138,9 +139,10 @@ def test_normalization_statistics_interpolated(monkeypatch):
     a, b = _two_trained(model)
     seen = _statistics_at_points(monkeypatch, model)
     linear_path.evaluate_path(model, a, b, TEST, points=3, normalization="interpolate")
-    key = next(k for k in a if k.endswith("bn/moving_mean"))
-    np.testing.assert_allclose(seen[1], (a[key] + b[key]) / 2, rtol=1e-6)
-    np.testing.assert_array_equal(seen[0], a[key])
+    for index, name in enumerate(("moving_mean", "moving_variance")):
+        key = next(k for k in a if k.endswith(f"bn/{name}"))
+        np.testing.assert_allclose(seen[1][index], (a[key] + b[key]) / 2, rtol=1e-6)
+        np.testing.assert_array_equal(seen[0][index], a[key])
 
 
 def test_normalization_statistics_recomputed_exactly_on_training_batches(monkeypatch):
@@ -152,9 +154,12 @@ def test_normalization_statistics_recomputed_exactly_on_training_batches(monkeyp
     # The mean over the first 3 batches of 60 of the hidden layer's output at the midpoint.
     state.restore(model, linear_path.interpolate(a, b, 0.5))
     hidden = keras.Model(model.inputs, model.get_layer("hidden").output)
-    expected = np.mean([keras.ops.convert_to_numpy(hidden(X[i * 60:(i + 1) * 60])).mean(axis=0)
-                        for i in range(3)], axis=0)
-    np.testing.assert_allclose(seen[1], expected, rtol=1e-4, atol=1e-6)
+    outputs = [keras.ops.convert_to_numpy(hidden(X[i * 60:(i + 1) * 60])) for i in range(3)]
+    np.testing.assert_allclose(seen[1][0], np.mean([o.mean(axis=0) for o in outputs], axis=0),
+                               rtol=1e-4, atol=1e-6)
+    # Each batch's (biased) variance, averaged the same way.
+    np.testing.assert_allclose(seen[1][1], np.mean([o.var(axis=0) for o in outputs], axis=0),
+                               rtol=1e-3, atol=1e-5)
     # Momentum is put back.
     assert model.get_layer("bn").momentum == 0.99
     with pytest.raises(ValueError, match="statistics_data"):
@@ -199,7 +204,39 @@ def test_instability_from_iteration_k_of_a_pruned_model():
     assert found.density == pytest.approx(kl.density(masks))
 
 
+def test_the_second_copy_draws_other_dropout():
+    # Full batches in a fixed order: the copies differ by their dropout alone.
+    model = _model(dropout=True)
+    found = kl.instability(model, X, Y, data=TEST, points=3, epochs=2, batch_size=len(X),
+                           shuffle=False)
+    assert max(found.curves["loss"]) - min(found.curves["loss"]) > 1e-4
+    start = state.snapshot(model)
+    other = stability.reseeded(start, 2)
+    key = next(k for k in start if "seed_generator" in k)
+    assert not np.array_equal(other[key], start[key]) and other[key].dtype == start[key].dtype
+    assert all(np.array_equal(other[k], start[k]) for k in start if k != key)
+    np.testing.assert_array_equal(stability.reseeded(start, 2)[key], other[key])
+
+
+def test_bfloat16_weights_are_interpolated():
+    import ml_dtypes
+
+    a = {"w": np.array([1.0, 0.0], ml_dtypes.bfloat16), "n": np.array([3], "int64")}
+    b = {"w": np.array([3.0, 0.0], ml_dtypes.bfloat16), "n": np.array([9], "int64")}
+    point = linear_path.interpolate(a, b, 0.5)
+    assert point["w"].dtype == a["w"].dtype and point["w"].astype("float32").tolist() == [2, 0]
+    assert point["n"].tolist() == [3]
+
+
+def test_statistics_from_data_that_yields_nothing_are_refused():
+    model = _model(bn=True)
+    with pytest.raises(ValueError, match="yields no batch"):
+        linear_path.recompute_statistics(model, iter([]), batch_size=10, max_batches=3)
+
+
 @pytest.mark.parametrize("kwargs, match", [
+    (dict(data=None), "Expected `data`"),
+    (dict(data=(TEST[0],)), "Expected `data`"),
     (dict(points=2), "points"),
     (dict(seeds=(4, 4)), "seeds"),
     (dict(seeds=(1,)), "seeds"),
@@ -211,7 +248,7 @@ def test_instability_refuses_bad_input_before_training(kwargs, match, monkeypatc
     model = _model()
     monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match=match):
-        kl.instability(model, X, Y, data=TEST, **{"epochs": 1, "batch_size": 40, **kwargs})
+        kl.instability(model, X, Y, **{"data": TEST, "epochs": 1, "batch_size": 40, **kwargs})
 
 
 # -- in the search --------------------------------------------------------------------

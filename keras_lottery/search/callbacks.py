@@ -180,11 +180,13 @@ class CaptureState(IterationCounter):
 
     `steps` is one iteration or several (rewind candidates); 0 captures before
     the first update. `captured` holds `{step: snapshot}` of those reached
-    (`name` is the setting that asked for them, for the error).
+    (`name` is the setting that asked for them, for the error). `stop` ends
+    the training once every step is captured.
     """
 
-    def __init__(self, steps, name: str = "rewind_step"):
+    def __init__(self, steps, name: str = "rewind_step", stop: bool = False):
         super().__init__()
+        self.stop = stop
         self.steps = sorted({int(s) for s in (steps if hasattr(steps, "__iter__") else [steps])})
         self.name = name
         self.captured = {}
@@ -207,6 +209,8 @@ class CaptureState(IterationCounter):
                     f"{self.iteration} in one execution."
                 )
             self.captured[step] = state.snapshot(self.model)
+        if self.stop and not self.missing():
+            self.model.stop_training = True
 
     def missing(self) -> list:
         """The steps training ended before."""

@@ -42,7 +42,8 @@ def interpolate(a: dict, b: dict, alpha: float) -> dict:
     """
     point = {}
     for key, value in a.items():
-        if np.issubdtype(value.dtype, np.floating):
+        # bfloat16 (ml_dtypes) is not a numpy floating type, but a weight all the same.
+        if np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16":
             mixed = (1.0 - alpha) * value.astype(np.float64) + alpha * b[key].astype(np.float64)
             point[key] = mixed.astype(value.dtype)
         else:
@@ -67,6 +68,7 @@ def recompute_statistics(model, data, batch_size: int, max_batches: int) -> None
     if not layers:
         return
     momenta = [layer.momentum for layer in layers]
+    seen = 0
     try:
         for i, (x, _, _) in enumerate(batches(data, batch_size)):
             if i >= max_batches:
@@ -74,9 +76,15 @@ def recompute_statistics(model, data, batch_size: int, max_batches: int) -> None
             for layer in layers:
                 layer.momentum = i / (i + 1)
             model(keras.tree.map_structure(np.asarray, x), training=True)
+            seen += 1
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+    if not seen:  # A one-shot generator that `fit` has used up, say.
+        raise ValueError(
+            "Expected training data to recompute normalization statistics on. Received data "
+            "that yields no batch (an exhausted iterator?): give arrays, a tf.data.Dataset or "
+            "a keras.utils.PyDataset, or normalization='interpolate'.")
 
 
 def evaluate_path(model, a: dict, b: dict, data, *, points: int = 30, masks=None,

@@ -98,7 +98,10 @@ class Measurement:
         for index, seed in enumerate(seeds, 1):
             file = f"{name}_copy{index}.npz"
             if not self.store.exists(file):
-                record = self.trainer.train(round_, "ticket", start, masks, seed=seed)
+                # The second copy also draws other dropout: the snapshot holds the
+                # layers' random generators, which a seed set for `fit` leaves alone.
+                origin = start if index == 1 else reseeded(start, seed)
+                record = self.trainer.train(round_, "ticket", origin, masks, seed=seed)
                 self.keep_copy(name, index, record.iterations)
             kept = dict(self.store.read(file))
             iterations.append(int(kept.pop(_ITERATIONS)))
@@ -129,6 +132,23 @@ class Measurement:
         return record
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 80 else f"{type(value).__name__} of length {len(value)}"
+
+
+def reseeded(start: dict, seed: int) -> dict:
+    """`start` with every random generator's state (dropout's, ...) drawn from `seed`."""
+    out = dict(start)
+    generators = sorted(k for k in start if "seed_generator" in k)
+    for index, key in enumerate(generators):
+        old = start[key]
+        fresh = np.zeros(old.shape, old.dtype).reshape(-1)
+        fresh[0] = (int(seed) * 1_000_003 + 7_919 * index + 1) % 2**31
+        out[key] = fresh.reshape(old.shape)
+    return out
+
+
 def _density(masks) -> float:
     return float(density(masks)) if masks else 1.0
 
@@ -155,7 +175,10 @@ def instability(model, x=None, y=None, *, data, seeds=(1, 2), points: int = 30,
 
     Trains two copies from the start, each with a fresh optimizer of the
     model's compiled configuration and the same `fit` settings, differing only
-    in their noise seed (data order, dropout); then evaluates the loss and
+    in their noise seed (data order, dropout); from iteration k too, a copy
+    trains all of `fit`'s epochs with its optimizer and learning-rate schedule
+    restarted (the paper continues for the remaining T - k iterations with
+    the schedule where it was); then evaluates the loss and
     every compiled metric at `points` evenly spaced states on the straight
     line between the two trained states, both ends included, and returns the
     barriers (the worst point minus the mean of the ends). Masks hold along
@@ -209,6 +232,10 @@ def instability(model, x=None, y=None, *, data, seeds=(1, 2), points: int = 30,
     preflight.check_data("x", x, y)
     if isinstance(data, (tuple, list)) and len(data) in (2, 3):
         preflight.check_data("data", *data)
+    elif data is None or isinstance(data, (tuple, list, np.ndarray)):
+        raise ValueError(
+            "Expected `data` (what the line is evaluated on) as (x, y), (x, y, sample_weight), "
+            f"a tf.data.Dataset or a keras.utils.PyDataset. Received: data={_short(data)}")
     compile_config = model.get_compile_config()
     preflight.check_rewind_step(rewind_step, x, fit, compile_config)
     masks = get_masks(model)
@@ -219,7 +246,7 @@ def instability(model, x=None, y=None, *, data, seeds=(1, 2), points: int = 30,
     try:
         origin = start
         if rewind_step:
-            capture = CaptureState(rewind_step)
+            capture = CaptureState(rewind_step, stop=True)  # Only up to step k.
             trainer.train(0, "ticket", start, masks, extra=[capture], seed=seed)
             if capture.missing():
                 raise ValueError(f"Expected `rewind_step` within the training. Received "
