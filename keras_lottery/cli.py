@@ -237,8 +237,8 @@ def main(argv=None) -> int:
     if args.command == "stability" and args.directory is not None:
         argv = _stability_argv(args, argv)
         args = parser().parse_args(argv)
-    if args.command in ("run", "stability", "export", "sparse") and args.backend and _needs_backend_switch(
-            args.backend):
+    if (args.command in ("run", "stability", "export", "sparse") and args.backend
+            and _needs_backend_switch(args.backend)):
         # The backend is fixed when keras is first imported, and importing
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
