@@ -16,6 +16,7 @@
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import math
 import os
@@ -346,11 +347,14 @@ def _run(args, argv=()) -> int:
     settings = dict(data_dir=args.data_dir, limit=args.limit, verbose=args.verbose,
                     **overrides)
     out = pathlib.Path(args.out)
-    _keep_command(out, argv)
     if args.command == "stability":
         settings["instability"] = True
+    # Kept once the search has accepted its settings (a refused command leaves
+    # nothing behind) and before it trains (an interrupted run has one).
+    keep = functools.partial(_keep_command, out, argv)
     if args.seeds is None:
-        result = _search(name, args, settings, out, 0 if args.seed is None else args.seed)
+        result = _search(name, args, settings, out, 0 if args.seed is None else args.seed,
+                         keep)
         _keep_command(out, argv, again=True)
         print(result.summary())
         if result.instability or result.rewind_choice:
@@ -359,7 +363,7 @@ def _run(args, argv=()) -> int:
     busy = []
     for seed in args.seeds:
         try:
-            _search(name, args, settings, out / f"seed_{seed}", seed)
+            _search(name, args, settings, out / f"seed_{seed}", seed, keep)
         except RunBusyError as error:
             # Another process (or machine) is running this seed: go on to the next.
             print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
@@ -472,14 +476,22 @@ def _transferred(args):
     return list(found.values())
 
 
-def _search(name, args, settings, directory, seed):
-    """Runs (or resumes) one search in `directory` and writes its result.csv."""
+def _search(name, args, settings, directory, seed, accepted=lambda: None):
+    """Runs (or resumes) one search in `directory` and writes its result.csv;
+    `accepted` is called once the settings are checked, before any training."""
+    import keras
+
     from keras_lottery.runtime.distribution import data_parallel
     from keras_lottery.search.ticket_search import TicketSearch
 
+    class Accepted(keras.callbacks.Callback):
+        # The search checks its data and settings before its first training.
+        def on_train_begin(self, logs=None):
+            accepted()
+
     with data_parallel() if args.data_parallel else contextlib.nullcontext():
         search = TicketSearch.from_preset(name, directory=directory, seed=seed, **settings)
-        result = search.run()
+        result = search.run(callbacks=[*search.callbacks, Accepted()])
     (directory / "result.csv").write_text(result.to_csv())
     return result
 

@@ -253,3 +253,26 @@ def test_stability_of_a_run_directory_measures_it_again(tmp_path, capsys):
         cli.main(["stability", str(out), "--rounds", "3"])
     with pytest.raises(SystemExit, match="expected a run directory"):
         cli.main(["stability", str(tmp_path)])
+
+
+def test_a_run_keeps_its_command_once_it_trains_and_a_refused_one_leaves_nothing(tmp_path,
+                                                                                  monkeypatch):
+    from keras_lottery.search.ticket_search import TicketSearch
+
+    refused = tmp_path / "refused"
+    with pytest.raises(SystemExit, match="rewind_candidates.*Received: rewind_candidates=9999"):
+        cli.main(["run", *TINY, "--rewind-candidates", "0", "9999", "--out", str(refused)])
+    assert not refused.exists()  # Refused after the data loaded, before any training.
+    out = tmp_path / "run"
+    argv = [*TINY, "--rounds", "1", "--out", str(out)]
+    with monkeypatch.context() as patch:  # Killed at the end of its first training.
+        patch.setattr(TicketSearch, "_save", _killed)
+        with pytest.raises(KeyboardInterrupt):
+            cli.main(["run", *argv])
+    assert json.loads((out / cli.COMMAND_FILE).read_text())["argv"] == argv
+    assert cli.main(["run", *argv]) == 0
+    assert json.loads((out / cli.COMMAND_FILE).read_text())["argv"] == argv
+
+
+def _killed(*args):
+    raise KeyboardInterrupt
