@@ -27,6 +27,7 @@ SECTIONS = {
     "sparse": "Sparse training in one fit",
     "search": "The ticket search",
     "runtime": "Devices and compilation",
+    "sweeps": "Sweeps: many searches, here, on Ray or on Slurm",
 }
 
 # Module attributes users call directly: `kl.<module>.<name>`. None: every
@@ -44,6 +45,7 @@ DOCUMENTED = {
     "criteria": ["CRITERIA", "Criterion"],
     "state": ["snapshot", "restore"],
     "results": ["RECORD_KINDS"],
+    "sweeps": ["Local", "Ray", "Slurm", "Member", "member_directories"],
 }
 
 # Imported with the package (a saved masked model names them), not through `_MODULES`.

@@ -76,6 +76,7 @@ _NAMES = {
     "keras_lottery.search.run_directory": ["load_result", "load_masks"],
     "keras_lottery.runtime.distribution": ["data_parallel"],
     "keras_lottery.runtime.speed": ["fast_compile_settings"],
+    "keras_lottery.sweeps.sweep": ["Sweep"],
 }
 # Modules reachable as attributes (`kl.text.text_splits`), under the names
 # they had before the package was grouped into subpackages.
@@ -100,6 +101,7 @@ _MODULES = {
     "state": "keras_lottery.search.state",
     "structured_pruning": "keras_lottery.structured.unit_masks",
     "structures": "keras_lottery.structured.structures",
+    "sweeps": "keras_lottery.sweeps",
     "text": "keras_lottery.data.text",
     "transfer": "keras_lottery.search.transfer",
     "unit_groups": "keras_lottery.structured.unit_groups",

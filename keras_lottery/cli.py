@@ -53,6 +53,41 @@ def parser() -> argparse.ArgumentParser:
                            "finished trains again); or give run's flags instead, with --out")
     _run_arguments(stability)
 
+    sweep = commands.add_parser(
+        "sweep", help="run a search for every combination of settings (--over), here, on Ray "
+        "or on Slurm; every other flag is run's, shared by every member")
+    sweep.add_argument("--over", nargs="+", action="append", required=True,
+                       metavar=("SETTING", "VALUE"),
+                       help="a run flag and its values, e.g. --over seed 0 1 2 --over "
+                       "criterion snip synflow; a flag taking several values takes each "
+                       "value quoted: --over one-shot '0.2 0.05' 0.1")
+    sweep.add_argument("--out", required=True, help="the sweep's folder: one run directory "
+                       "per member in it; rerun to resume")
+    sweep.add_argument("--backend", choices=BACKENDS,
+                       help="Keras backend of every member (default: KERAS_BACKEND, else "
+                       "tensorflow)")
+    sweep.add_argument("--engine", choices=("local", "ray", "slurm"), default="local",
+                       help="local: one member after another here (default); ray: a Ray task "
+                       "each (pip install 'keras-lottery[ray]'); slurm: a Slurm job array "
+                       "(pip install 'keras-lottery[slurm]')")
+    sweep.add_argument("--cpus", type=_positive, help="ray, slurm: CPUs per member (default 1)")
+    sweep.add_argument("--gpus", type=_integer(0), help="ray, slurm: GPUs per member "
+                       "(default 0)")
+    sweep.add_argument("--address", help="ray: a running cluster's address (host:port or "
+                       "auto); default: a local Ray started for the sweep")
+    sweep.add_argument("--retries", type=_integer(0), help="ray: runs again of a member whose "
+                       "worker or node died (default 3)")
+    sweep.add_argument("--partition", help="slurm: the partition")
+    sweep.add_argument("--timeout-min", type=_integer(1), help="slurm: minutes per task before "
+                       "it is requeued (default 60)")
+    sweep.add_argument("--parallel", type=_integer(1), help="slurm: tasks running at once")
+    sweep.add_argument("--setup", action="append", help="slurm: a shell line run before each "
+                       "task (repeatable), e.g. 'module load cuda'")
+    sweep.add_argument("--submitit-cluster", choices=("slurm", "local"), default="slurm",
+                       help="slurm: 'local' runs the array as local processes (a trial run)")
+    sweep.add_argument("--verbose", type=_integer(0), default=2, choices=(0, 1, 2),
+                       help="each member's training output (as run's --verbose)")
+
     report = commands.add_parser(
         "report", help="print a table of saved runs (several seeds: mean and spread)")
     report.add_argument("directories", nargs="+", metavar="directory",
@@ -112,6 +147,51 @@ def parser() -> argparse.ArgumentParser:
                         help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     sparse.add_argument("--verbose", type=_integer(0), default=2, choices=(0, 1, 2))
     return main
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose refusals are ValueErrors (for checks of flags given as data)."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """`keras-lottery run`'s flags alone; a bad flag raises ValueError, naming it."""
+    run = _RaisingParser(prog="keras-lottery run", add_help=False)
+    _run_arguments(run)
+    return run
+
+
+def check_run(flags) -> None:
+    """Refuses `keras-lottery run FLAGS` as `run` would before loading any data:
+    the flags, what goes together, the preset's fields and the search's settings."""
+    from keras_lottery import models
+    from keras_lottery.data import datasets
+
+    args = run_parser().parse_args(list(flags))
+    args.command = "run"
+    if not args.out:
+        raise ValueError("Expected --out DIRECTORY. Received none")
+    name, settings = search_request(args)
+    for key in ("data_dir", "limit", "verbose"):
+        settings.pop(key)
+    preset, _ = presets.check_search(name, dict(settings))
+    networks = {**models.NETWORKS, **models.LANGUAGE_MODELS}
+    if preset.network not in networks:
+        raise ValueError(f"Expected --network among {sorted(networks)}. Received: "
+                         f"{preset.network!r}")
+    if preset.dataset not in datasets.DATASETS:
+        raise ValueError(f"Expected --dataset among {sorted(datasets.DATASETS)}. Received: "
+                         f"{preset.dataset!r}")
+
+
+def run_flags(flags) -> int:
+    """Runs `keras-lottery run FLAGS` in this process, its backend already set;
+    the library's errors (a `RunBusyError` among them) are raised as they are."""
+    args = run_parser().parse_args(list(flags))
+    args.command = "run"
+    return _run(args, ["run", *flags])
 
 
 def _run_arguments(run):
@@ -234,17 +314,22 @@ def _number(text):
 def main(argv=None) -> int:
     """Runs a command; a refused input ends it with one message and exit status 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
+    if argv[:1] == ["sweep"]:  # Its other flags are run's, checked per member.
+        args, flags = parser().parse_known_args(argv)
+    else:
+        args, flags = parser().parse_args(argv), []
     if args.command == "stability" and args.directory is not None:
         argv = _stability_argv(args, argv)
         args = parser().parse_args(argv)
-    if (args.command in ("run", "stability", "export", "sparse") and args.backend
+    if (args.command in ("run", "stability", "export", "sparse", "sweep") and args.backend
             and _needs_backend_switch(args.backend)):
         # The backend is fixed when keras is first imported, and importing
         # this package imported it: start again with KERAS_BACKEND set.
         env = dict(os.environ, KERAS_BACKEND=args.backend)
         os.execve(sys.executable, [sys.executable, "-m", "keras_lottery.cli", *argv], env)
     try:
+        if args.command == "sweep":
+            return _sweep(args, flags)
         return {"run": _run, "stability": _run, "report": _report, "plot": _plot,
                 "export": _export, "sparse": _sparse}[args.command](args, argv)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -301,7 +386,51 @@ def _run(args, argv=()) -> int:
         return 0
     if not args.out:
         raise SystemExit(f"keras-lottery {args.command}: --out DIRECTORY is required")
-    # The flags given, by setting name: the rest are the preset's or the search's.
+    name, settings = search_request(args)
+    out = pathlib.Path(args.out)
+    if args.command == "stability":
+        settings["instability"] = True
+    # Kept once the search has accepted its settings (a refused command leaves
+    # nothing behind) and before it trains (an interrupted run has one).
+    keep = functools.partial(_keep_command, out, argv)
+    if args.seeds is None:
+        result = _search(name, args, settings, out, 0 if args.seed is None else args.seed,
+                         keep)
+        _keep_command(out, argv, again=True)
+        print(result.summary())
+        if result.instability or result.rewind_choice:
+            print(result.stability_summary())
+        return 0
+    busy = []
+    for seed in args.seeds:
+        try:
+            _search(name, args, settings, out / f"seed_{seed}", seed, keep)
+        except RunBusyError as error:
+            # Another process (or machine) is running this seed: go on to the next.
+            print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
+            busy.append(seed)
+    # These seeds' directories, those of other processes included (finished or
+    # not); other seed_* folders in OUT are not this command's.
+    on_file = [s for s in args.seeds if (out / f"seed_{s}" / "search.json").exists()]
+    if not busy:
+        _keep_command(out, argv, again=True)
+    if on_file:
+        results = {s: _load(out / f"seed_{s}") for s in on_file}
+        aggregated = SearchResult.aggregate(list(results.values()))
+        (out / "aggregate.csv").write_text(aggregated.to_csv())
+        print(aggregated.summary())
+        for seed, result in results.items():
+            if result.instability or result.rewind_choice:
+                print(f"seed {seed}:\n{result.stability_summary()}")
+    if busy:
+        print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
+              f"{out}` once they are done.")
+    return 0
+
+
+def search_request(args):
+    """What `run`'s flags ask for: `(preset name, settings)` as `TicketSearch.from_preset`
+    takes them. Flags that cannot go together are refused here, before any data loads."""
     flagged = (*FLAGGED, *(s for s in TRAINING_SETTINGS if s.flag))
     overrides = {s.name: getattr(args, s.name) for s in flagged
                  if getattr(args, s.name) is not None and s.name not in ("seed", "verbose")}
@@ -346,45 +475,7 @@ def _run(args, argv=()) -> int:
         raise SystemExit(f"keras-lottery run: --seeds repeats a seed: {args.seeds}")
     settings = dict(data_dir=args.data_dir, limit=args.limit, verbose=args.verbose,
                     **overrides)
-    out = pathlib.Path(args.out)
-    if args.command == "stability":
-        settings["instability"] = True
-    # Kept once the search has accepted its settings (a refused command leaves
-    # nothing behind) and before it trains (an interrupted run has one).
-    keep = functools.partial(_keep_command, out, argv)
-    if args.seeds is None:
-        result = _search(name, args, settings, out, 0 if args.seed is None else args.seed,
-                         keep)
-        _keep_command(out, argv, again=True)
-        print(result.summary())
-        if result.instability or result.rewind_choice:
-            print(result.stability_summary())
-        return 0
-    busy = []
-    for seed in args.seeds:
-        try:
-            _search(name, args, settings, out / f"seed_{seed}", seed, keep)
-        except RunBusyError as error:
-            # Another process (or machine) is running this seed: go on to the next.
-            print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
-            busy.append(seed)
-    # These seeds' directories, those of other processes included (finished or
-    # not); other seed_* folders in OUT are not this command's.
-    on_file = [s for s in args.seeds if (out / f"seed_{s}" / "search.json").exists()]
-    if not busy:
-        _keep_command(out, argv, again=True)
-    if on_file:
-        results = {s: _load(out / f"seed_{s}") for s in on_file}
-        aggregated = SearchResult.aggregate(list(results.values()))
-        (out / "aggregate.csv").write_text(aggregated.to_csv())
-        print(aggregated.summary())
-        for seed, result in results.items():
-            if result.instability or result.rewind_choice:
-                print(f"seed {seed}:\n{result.stability_summary()}")
-    if busy:
-        print(f"[keras-lottery] seeds {busy} were running elsewhere; run `keras-lottery report "
-              f"{out}` once they are done.")
-    return 0
+    return name, settings
 
 
 def _keep_command(out, argv, again=False):
@@ -511,6 +602,46 @@ def _closest_preset(network, dataset):
         f"{sorted({p.network for p in presets.PRESETS.values()})}")
 
 
+def _sweep(args, flags) -> int:
+    """Every combination of the --over values, each member a `run` with the other flags."""
+    from keras_lottery.sweeps import engines
+    from keras_lottery.sweeps.sweep import Sweep
+
+    actions = {a.dest: a for a in run_parser()._actions}
+    over = {}
+    for name, *values in args.over:
+        if not values:
+            raise ValueError(f"Expected --over SETTING VALUE [VALUE ...]. Received: --over "
+                             f"{name} with no value")
+        action = actions.get(name.lstrip("-").replace("-", "_"))
+        several = action is not None and action.nargs in ("+", "*")
+        over[name] = [v.split() if several else v for v in values]
+    options = {"ray": {"address": args.address, "cpus": args.cpus, "gpus": args.gpus,
+                       "retries": args.retries},
+               "slurm": {"partition": args.partition, "gpus": args.gpus,
+                         "cpus": args.cpus if args.cpus is None or args.cpus % 1 else
+                         int(args.cpus),
+                         "timeout_min": args.timeout_min, "parallel": args.parallel,
+                         "setup": args.setup, "cluster": args.submitit_cluster},
+               "local": {}}[args.engine]
+    unused = [f"--{k.replace('_', '-')}" for k in ("address", "retries", "partition",
+                                                  "timeout_min", "parallel", "setup", "cpus",
+                                                  "gpus")
+              if getattr(args, k) is not None and k not in options]
+    if unused:
+        raise ValueError(f"Expected {', '.join(unused)} with an engine that takes them. "
+                         f"Received them with --engine {args.engine}")
+    engine = engines.named(args.engine, **{k: v for k, v in options.items() if v is not None})
+    sweep = Sweep(args.out, over, flags=[*flags, "--verbose", str(args.verbose)])
+    results = sweep.run(engine)
+    if results:
+        print(f"# {len(results)} of {len(sweep.members)} members on file")
+        for label, result in _grouped([args.out]).items():
+            print(f"# {label}")
+            print(result.summary())
+    return 0
+
+
 def _load(directory):
     from keras_lottery.search.run_directory import load_result
 
@@ -521,9 +652,15 @@ def _load(directory):
 
 
 def _expand(directories):
-    """Run directories: each given one, or the seed_* run directories inside a folder."""
+    """Run directories: each given one, the seed_* run directories inside a folder,
+    or a sweep's members."""
     found = []
+    from keras_lottery.sweeps.sweep import SWEEP_FILE, member_directories
+
     for directory in map(pathlib.Path, directories):
+        if (directory / SWEEP_FILE).exists():  # A sweep's folder: its members on file.
+            found.extend(member_directories(directory))
+            continue
         seeds = sorted((d for d in directory.glob("seed_*") if (d / "search.json").exists()),
                        key=lambda d: (len(d.name), d.name))
         found.extend(seeds if seeds and not (directory / "search.json").exists()

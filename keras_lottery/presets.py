@@ -198,6 +198,20 @@ def get(name: str, **overrides) -> Preset:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
+def check_search(name, overrides):
+    """The checks `build_search` makes before any data loads: the preset's
+    fields and the search's settings, by their own rules. Pops the preset's
+    fields out of `overrides`; returns the preset and those fields."""
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    preset_overrides = {k: overrides.pop(k) for k in list(overrides) if k in fields}
+    # The search's settings as asked, checked by the search's own rules before any data
+    # loads; the preset's own ones give way to what rules them out (transferred masks:
+    # its ladder; one-shot densities: its rounds), the user's are refused beside them.
+    asked = {k: v for k, v in {**overrides, **preset_overrides}.items() if k in BY_NAME}
+    check_settings(asked)
+    return get(name, **preset_overrides), preset_overrides
+
+
 def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     """A `search_class` (TicketSearch) set up for preset `name`.
 
@@ -207,20 +221,13 @@ def build_search(search_class, name, *, data_dir=None, limit=None, **overrides):
     `compile` instead), and passes every remaining override to the search.
     `limit` keeps only the first `limit` training examples (for quick runs).
     """
-    fields = {f.name for f in dataclasses.fields(Preset)}
-    preset_overrides = {k: overrides.pop(k) for k in list(overrides) if k in fields}
-    # The search's settings as asked, checked by the search's own rules before any data
-    # loads; the preset's own ones give way to what rules them out (transferred masks:
-    # its ladder; one-shot densities: its rounds), the user's are refused beside them.
-    asked = {k: v for k, v in {**overrides, **preset_overrides}.items() if k in BY_NAME}
-    check_settings(asked)
+    preset, preset_overrides = check_search(name, overrides)
     ruled_out = set()
     if overrides.get("transfer") is not None:
         ruled_out |= {s.name for s in SETTINGS if s.decides_masks}
     for setting, excluded in EXCLUSIVE.items():
         if overrides.get(setting) is not None:
             ruled_out |= set(excluded)
-    preset = get(name, **preset_overrides)
     jit_compile = overrides.pop("jit_compile", None)  # As `model.compile` takes it.
     model, splits, (x, y) = build_training(preset, data_dir=data_dir, limit=limit,
                                            seed=overrides.get("seed", 0),

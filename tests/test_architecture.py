@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "keras_lottery"
 # From the bottom, as in docs/architecture.md.
 ORDER = [
     "checks, _keras", "data", "runtime", "pruning", "layers", "masking", "pruning.saliency",
-    "structured", "sparse", "search", "models, metrics, schedules", "presets, plots", "cli",
+    "structured", "sparse", "search", "models, metrics, schedules", "presets, plots", "cli, sweeps",
     "__init__",
 ]
 # Each module's layer. A new module needs a line here.
@@ -88,7 +88,10 @@ LAYER = {
     "keras_lottery.schedules": "models, metrics, schedules",
     "keras_lottery.plots": "presets, plots",
     "keras_lottery.presets": "presets, plots",
-    "keras_lottery.cli": "cli",
+    "keras_lottery.cli": "cli, sweeps",
+    "keras_lottery.sweeps": "cli, sweeps",
+    "keras_lottery.sweeps.engines": "cli, sweeps",
+    "keras_lottery.sweeps.sweep": "cli, sweeps",
     "keras_lottery": "__init__",
 }
 # The upward imports allowed, (importer, imported) -> why; each one fails this

@@ -17,6 +17,11 @@ start time and a random token:
 
 Hosts are told apart by name, processes by id: containers sharing a host
 name but not a process namespace would see each other's processes as ended.
+
+A sweep engine (Ray, Slurm: `keras_lottery.sweeps.engines`) runs a member's
+next attempt only once the last has ended, on whichever node. It names its
+attempts' locks with one owner (`OWNER_VARIABLE` in the environment), and a
+lock of the same owner is taken over like a dead process's, from any host.
 """
 
 import contextlib
@@ -31,6 +36,8 @@ LOCK = "running.lock"
 TAKEOVER = "running.lock.takeover"
 # A takeover file older than this was left by a process killed in the middle of one.
 TAKEOVER_STALE_SECONDS = 60
+# The environment variable naming the engine whose attempts hold this lock.
+OWNER_VARIABLE = "KERAS_LOTTERY_LOCK_OWNER"
 
 
 class RunBusyError(ValueError):
@@ -49,6 +56,8 @@ def held(path):
     path.mkdir(parents=True, exist_ok=True)
     me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
           "token": secrets.token_hex(8)}
+    if os.environ.get(OWNER_VARIABLE):
+        me["owner"] = os.environ[OWNER_VARIABLE]
     try:
         _acquire(path, me)
     except BaseException:
@@ -119,7 +128,10 @@ def _holder(lock) -> dict:
 
 
 def _ended(holder, me) -> bool:
-    """Whether the lock's process was of this host and no longer runs (or is this one)."""
+    """Whether the lock's process was of this host and no longer runs (or is this one),
+    or was an earlier attempt of the engine this one is run by."""
+    if me.get("owner") and holder.get("owner") == me["owner"]:
+        return True
     if holder.get("host") != me["host"] or not isinstance(holder.get("pid"), int):
         return False
     if holder["pid"] == me["pid"]:
