@@ -12,7 +12,10 @@ at a time so that only the engine's cost differs:
 
 Each way runs in a fresh subprocess and writes fresh run directories. The
 overhead per member is (engine's wall time - local's) / members, and its
-share of a member's own time (local's wall time / members). A member is
+share of a member's own time (local's wall time / members). `trained` sums
+the members' records' own wall times (training and evaluation), so that a
+member training slower under an engine shows apart from the engine's own
+cost (starting processes, importing Keras, polling). A member is
 `--preset` for `--rounds` pruned rounds of `--iterations` iterations, sized
 so that a member takes a minute or more.
 
@@ -53,7 +56,10 @@ else:
     engine = engines.Ray(cpus=os.cpu_count()) if spec["way"] == "ray" else None
     sweep = kl.Sweep(spec["out"], over={"seed": spec["seeds"]}, **spec["settings"])
     sweep.run(engine, verbose=False)
-print("RESULT " + json.dumps({"way": spec["way"], "seconds": time.perf_counter() - start}))
+seconds = time.perf_counter() - start
+trained = sum(r.wall_time for seed in spec["seeds"]
+              for r in kl.load_result(sweep.directory / f"seed_{seed}").records)
+print("RESULT " + json.dumps({"way": spec["way"], "seconds": seconds, "trained": trained}))
 """
 
 
@@ -78,7 +84,8 @@ def run_way(way, args, folder):
                           capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])["seconds"]
+            found = json.loads(line[len(RESULT_PREFIX):])
+            return found["seconds"], found["trained"]
     raise RuntimeError(f"{way} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
@@ -86,23 +93,25 @@ def main(argv=None):
     args = parse_args(argv)
     folder = tempfile.mkdtemp(prefix="sweep_engines_")
     try:
-        seconds = {way: run_way(way, args, folder) for way in args.ways}
+        timed = {way: run_way(way, args, folder) for way in args.ways}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.members} members of {args.preset} ({args.rounds} pruned round(s) of "
           f"{args.iterations} iterations), {args.backend}, {os.cpu_count()} CPUs, one member "
           "at a time")
-    print(f"{'engine':8} {'wall s':>8} {'s/member':>9} {'overhead s/member':>18} {'share':>7}")
-    local = seconds.get("local")
-    for way, total in seconds.items():
+    print("wall: the sweep's seconds; trained: the members' own (their records' wall_time, "
+          "training and evaluation)")
+    print(f"{'engine':8} {'wall s':>8} {'trained s':>10} {'wall/member':>12} "
+          f"{'overhead/member':>16} {'share':>7}")
+    local = timed.get("local", (None,))[0]
+    for way, (total, trained) in timed.items():
         per = total / args.members
-        if local is None or way == "local":
-            print(f"{way:8} {total:8.1f} {per:9.1f} {'':>18} {'':>7}")
-            continue
-        extra = (total - local) / args.members
-        print(f"{way:8} {total:8.1f} {per:9.1f} {extra:18.1f} "
-              f"{extra / (local / args.members):7.1%}")
-    print(json.dumps({"settings": vars(args), "seconds": seconds, "at": time.strftime("%Y-%m-%d")}))
+        row = f"{way:8} {total:8.1f} {trained:10.1f} {per:12.1f}"
+        if local is not None and way != "local":
+            extra = (total - local) / args.members
+            row += f" {extra:16.1f} {extra / (local / args.members):7.1%}"
+        print(row)
+    print(json.dumps({"settings": vars(args), "seconds": timed, "at": time.strftime("%Y-%m-%d")}))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,14 @@ def test_a_member_held_by_another_process_is_skipped_and_said(tmp_path, capsys):
     assert "seed=0 skipped" in capsys.readouterr().out
 
 
+def test_a_member_that_fails_stops_a_local_sweep_naming_it(tmp_path):
+    sweep = Sweep(tmp_path / "s", over={"seed": [0, 1]}, preset="lenet_300_100_mnist",
+                  data_dir=tmp_path / "no data here", verbose=0)
+    with pytest.raises(engines.MemberFailed, match=r"member .*seed_0: .*no data here"):
+        sweep.run(verbose=False)
+    assert not (tmp_path / "s" / "seed_1").exists()
+
+
 def test_the_command_line_sweeps_its_over_flags(tmp_path, capsys):
     out = tmp_path / "s"
     flags = ["--network", "mlp", "--dataset", "mnist1d", "--iterations", "70",

@@ -22,6 +22,7 @@ even when it was left on another node.
 """
 
 import os
+import pathlib
 import socket
 import uuid
 
@@ -85,14 +86,15 @@ def _say(text, verbose):
 
 class Local:
     """Members one after another in this process; a member another process
-    holds is skipped (as `run --seeds` does)."""
+    holds is skipped (as `run --seeds` does), and a member that fails stops
+    the sweep (the members after it have not started)."""
 
     name = "local"
 
     def check(self):
         pass
 
-    def run(self, members, backend, verbose=True):
+    def run(self, members, backend, directory, verbose=True):
         skipped = []
         for number, member in enumerate(members, 1):
             _say(f"member {number}/{len(members)}: {member.name}", verbose)
@@ -170,15 +172,17 @@ class Ray:
                              f"{self.address!r}, which did not answer within "
                              f"{self.connect_timeout:g} s ({why})")
 
-    def run(self, members, backend, verbose=True):
+    def run(self, members, backend, directory, verbose=True):
         ray = _extra("ray", "ray")
-        started = not ray.is_initialized()
+        started = not ray.is_initialized()  # Else the caller's own Ray, left running.
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=verbose,
-                     runtime_env={"env_vars": _worker_environment(backend)})
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=verbose)
         try:
+            # The environment goes with each task, so that it holds on a Ray the caller
+            # started too.
             task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus,
-                              max_retries=self.retries, retry_exceptions=False)(run_member)
+                              max_retries=self.retries, retry_exceptions=False,
+                              runtime_env={"env_vars": _worker_environment(backend)})(run_member)
             owner = f"ray-{uuid.uuid4().hex[:12]}"
             pending = {task.remote(m.argv, backend, os.getcwd(), owner): m for m in members}
             _say(f"{len(members)} members on Ray ({ray.cluster_resources().get('CPU', 0):g} "
@@ -198,12 +202,12 @@ def _collect(pending, ray, verbose):
             ray.get(done[0])
             _say(f"{member.name} done", verbose)
         except ray.exceptions.RayTaskError as error:
-            cause = error.as_instanceof_cause()
+            cause = getattr(error, "cause", None) or error  # The member's own exception.
             if isinstance(cause, RunBusyError):
                 skipped.append(member.name)
                 _say(f"{member.name} skipped: {cause}", verbose)
             else:
-                failed.append(f"{member.name}: {cause}")
+                failed.append(f"{member.name}: {type(cause).__name__}: {cause}")
         except ray.exceptions.RayError as error:  # Its worker or node died, retries spent.
             failed.append(f"{member.name}: {type(error).__name__}: {error}")
     if failed:
@@ -249,9 +253,9 @@ class Slurm:
     def check(self):
         _extra("submitit", "slurm")
 
-    def run(self, members, backend, verbose=True):
+    def run(self, members, backend, directory, verbose=True):
         submitit = _extra("submitit", "slurm")
-        folder = self.folder or (members[0].directory.parent / ".submitit" if members else ".")
+        folder = self.folder or pathlib.Path(directory) / ".submitit"
         executor = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
         parameters = dict(timeout_min=self.timeout_min, cpus_per_task=self.cpus,
                           gpus_per_node=self.gpus, name="keras-lottery")

@@ -169,7 +169,7 @@ class Sweep:
         self.directory.mkdir(parents=True, exist_ok=True)
         backend = keras.backend.backend()
         self._write(engine, backend)
-        engine.run(self.members, backend, verbose=verbose)
+        engine.run(self.members, backend, self.directory, verbose=verbose)
         return {m.name: load_result(m.directory) for m in self.members
                 if (m.directory / "search.json").exists()}
 
