@@ -32,6 +32,7 @@ from keras_lottery.search.run_lock import RunBusyError
 from keras_lottery.search.settings import FLAGGED
 from keras_lottery.presets import TRAINING_SETTINGS
 from keras_lottery.structured.structures import SCORES, as_structure
+from keras_lottery.sweeps.engines import MemberFailed
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SPARSE_METHODS = ("gradual", "set", "rigl")
@@ -54,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     _run_arguments(stability)
 
     sweep = commands.add_parser(
-        "sweep", help="run a search for every combination of settings (--over), here, on Ray "
+        "sweep", allow_abbrev=False, help="run a search for every combination of settings (--over), here, on Ray "
         "or on Slurm; every other flag is run's, shared by every member")
     sweep.add_argument("--over", nargs="+", action="append", required=True,
                        metavar=("SETTING", "VALUE"),
@@ -231,8 +232,9 @@ def _run_arguments(run):
     how.add_argument("--limit", type=_integer(1), help="train on the first N examples only")
     how.add_argument("--data-dir", help="local copy of the data (else KERAS_LOTTERY_DATA, tfds)")
     how.add_argument("--seeds", type=_integer(0), nargs="+", metavar="SEED",
-                     help="one search per seed, each in OUT/seed_<SEED>; processes (or "
-                     "machines sharing OUT) given the same seeds share them out")
+                     help="one search per seed, each in OUT/seed_<SEED>; processes of one "
+                     "machine given the same seeds share them out (several machines: "
+                     "keras-lottery sweep --engine ray or slurm)")
     how.add_argument("--data-parallel", action="store_true",
                      help="train on every device: keras.distribution.DataParallel on JAX, "
                      "tf.distribute.MirroredStrategy on TensorFlow")
@@ -332,9 +334,10 @@ def main(argv=None) -> int:
             return _sweep(args, flags)
         return {"run": _run, "stability": _run, "report": _report, "plot": _plot,
                 "export": _export, "sparse": _sparse}[args.command](args, argv)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, MemberFailed) as error:
         # The library's errors name the argument, what it expected and what
-        # it received: that message, not a traceback.
+        # it received (a sweep's failed members, each named): that message, not a
+        # traceback.
         raise SystemExit(f"keras-lottery {args.command}: {error}") from None
 
 
@@ -613,14 +616,20 @@ def _sweep(args, flags) -> int:
         if not values:
             raise ValueError(f"Expected --over SETTING VALUE [VALUE ...]. Received: --over "
                              f"{name} with no value")
+        if name in over:
+            raise ValueError(f"Expected each --over SETTING once. Received --over {name} "
+                             "twice: give all its values after one")
         action = actions.get(name.lstrip("-").replace("-", "_"))
-        several = action is not None and action.nargs in ("+", "*")
-        over[name] = [v.split() if several else v for v in values]
+        if action is not None and action.nargs in ("+", "*"):
+            values = [v.split() for v in values]
+        elif action is not None and action.nargs == 0:  # A flag without a value.
+            values = [_flag_given(name, v) for v in values]
+        over[name] = values
     options = {"ray": {"address": args.address, "cpus": args.cpus, "gpus": args.gpus,
                        "retries": args.retries},
                "slurm": {"partition": args.partition, "gpus": args.gpus,
-                         "cpus": args.cpus if args.cpus is None or args.cpus % 1 else
-                         int(args.cpus),
+                         # Whole CPUs, as Slurm counts them; 1.5 is refused by Slurm().
+                         "cpus": _whole(args.cpus),
                          "timeout_min": args.timeout_min, "parallel": args.parallel,
                          "setup": args.setup, "cluster": args.submitit_cluster},
                "local": {}}[args.engine]
@@ -628,6 +637,8 @@ def _sweep(args, flags) -> int:
                                                   "timeout_min", "parallel", "setup", "cpus",
                                                   "gpus")
               if getattr(args, k) is not None and k not in options]
+    if args.submitit_cluster != "slurm" and args.engine != "slurm":
+        unused.append("--submitit-cluster")
     if unused:
         raise ValueError(f"Expected {', '.join(unused)} with an engine that takes them. "
                          f"Received them with --engine {args.engine}")
@@ -640,6 +651,18 @@ def _sweep(args, flags) -> int:
             print(f"# {label}")
             print(result.summary())
     return 0
+
+
+def _flag_given(name, text):
+    """--over's value of a flag without a value: whether the flag is given."""
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(f"Expected --over {name} values true or false. Received: {text!r}")
+    return words[text.lower()]
+
+
+def _whole(number):
+    return number if number is None or number % 1 else int(number)
 
 
 def _load(directory):
@@ -680,6 +703,9 @@ def _grouped(directories) -> dict:
     for directory in _expand(directories):
         result = _load(directory)
         groups.setdefault(same_search_key(result.config), []).append((directory, result))
+    if not groups:
+        raise ValueError(f"Expected runs on file in {list(map(str, directories))}. Received "
+                         "none: no member of the sweep there has started yet")
     labelled = {}
     for members in groups.values():
         seeds = [r.config.get("seed") for _, r in members]

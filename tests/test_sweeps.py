@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -66,6 +67,8 @@ def test_members_are_every_combination_named_by_their_values(tmp_path):
     (dict(over={}), "Expected `over` a dict of settings to lists of values"),
     (dict(over={"seed": []}), r"over\['seed'\].* at least one value"),
     (dict(over={"seed": [0, 1, 0]}), r"over\['seed'\].* without repeats.*repeats 0"),
+    (dict(over={"seed": [1, "01"]}), r"over\['seed'\].* without repeats.*repeats 01, 1"),
+    (dict(over={"seed": [0]}, flags="--rounds 2"), "`flags` a list of command-line words"),
     (dict(over={"seed": 3}), r"over\['seed'\].* a list of values"),
     (dict(over={"colour": [1, 2]}), "among `keras-lottery run`'s flags.*Received: 'colour'"),
     (dict(over={"seeds": [[0, 1]]}), r"without `seeds`: use over=\{'seed'"),
@@ -83,14 +86,14 @@ def test_a_bad_sweep_is_refused_naming_what(tmp_path, arguments, match):
 
 
 def test_a_member_the_search_would_refuse_is_refused_before_any_runs(tmp_path):
-    sweep = Sweep(tmp_path / "s", over={"rate": [0.5, 1.5]}, **TINY)
-    with pytest.raises(ValueError, match=r"member 'rate=1.5': argument --rate: .*\[0, 1\)"):
-        sweep.run()
-    assert not (tmp_path / "s").exists()  # Not even the first, good member ran.
+    with pytest.raises(ValueError, match=r"`over\['rate'\]` values that `keras-lottery run` "
+                       r"takes. Received: 1.5 \(argument --rate: .*\[0, 1\)"):
+        Sweep(tmp_path / "s", over={"rate": [0.5, 1.5]}, **TINY)
     rules = Sweep(tmp_path / "s", over={"criterion": ["large_final", "snip"]}, **TINY)
     with pytest.raises(ValueError, match="member 'criterion=snip': Expected `one_shot` "
                        "densities with criterion 'snip'"):
         rules.run()
+    assert not (tmp_path / "s").exists()  # Not even the first, good member ran.
     unknown = Sweep(tmp_path / "s", over={"network": ["mlp", "lenet_301"]},
                     **{k: v for k, v in TINY.items() if k != "network"})
     with pytest.raises(ValueError, match="member 'network=lenet_301': no preset for network"):
@@ -216,6 +219,88 @@ def test_an_engine_attempt_takes_over_its_earlier_attempts_lock_from_any_host(tm
     with held(tmp_path):
         assert json.loads((tmp_path / LOCK).read_text())["owner"] == "ray-1"
     assert not (tmp_path / LOCK).exists()
+    # On its own host the owner's process is asked: a live one keeps its lock.
+    (tmp_path / LOCK).write_text(json.dumps({"host": socket.gethostname(),
+                                             "pid": os.getppid(), "since": 0, "owner": "ray-1"}))
+    with pytest.raises(RunBusyError):
+        with held(tmp_path):
+            pass
+
+
+class _Recording:
+    """An engine that runs nothing: the members it was given."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.runs = []
+
+    def check(self):
+        pass
+
+    def run(self, members, backend, directory, owner, verbose=True):
+        self.runs.append(([m.name for m in members], owner))
+
+
+def test_a_sweep_run_again_adds_members_and_refuses_other_shared_settings(tmp_path):
+    engine = _Recording()
+    Sweep(tmp_path / "s", over={"seed": [0, 1]}, **TINY).run(engine)
+    Sweep(tmp_path / "s", over={"seed": [2]}, **TINY).run(engine)
+    described = json.loads((tmp_path / "s" / SWEEP_FILE).read_text())
+    assert [m["name"] for m in described["members"]] == ["seed=0", "seed=1", "seed=2"]
+    # One owner for every run of the sweep: a rerun takes over its earlier attempts' locks.
+    assert engine.runs[0][1] == engine.runs[1][1] == described["owner"]
+    with pytest.raises(ValueError, match="shared settings of the sweep already in .*other "
+                       "`settings`"):
+        Sweep(tmp_path / "s", over={"seed": [3]}, **dict(TINY, rounds=2)).run(engine)
+    with pytest.raises(ValueError, match="other `swept`"):
+        Sweep(tmp_path / "s", over={"rate": [0.5]}, **TINY).run(engine)
+    assert len(engine.runs) == 2
+    # No member on file yet: report says so rather than printing nothing.
+    with pytest.raises(SystemExit, match="no member of the sweep there has started yet"):
+        cli.main(["report", str(tmp_path / "s")])
+
+
+def test_the_command_line_reads_flags_without_values_and_refuses_a_repeated_over(
+        tmp_path, monkeypatch):
+    swept = []
+    monkeypatch.setattr(Sweep, "run", lambda self, engine: swept.append(self) or {})
+    flags = ["--network", "mlp", "--dataset", "mnist1d", "--out", str(tmp_path / "s")]
+    assert cli.main(["sweep", *flags, "--over", "test-curves", "true", "false"]) == 0
+    first, second = swept[0].members
+    assert "--test-curves" in first.argv and "--test-curves" not in second.argv
+    with pytest.raises(SystemExit, match="--over test-curves values true or false. "
+                       "Received: 'maybe'"):
+        cli.main(["sweep", *flags, "--over", "test-curves", "maybe"])
+    with pytest.raises(SystemExit, match="each --over SETTING once. Received --over seed twice"):
+        cli.main(["sweep", *flags, "--over", "seed", "0", "--over", "seed", "1"])
+
+
+def test_a_worker_passes_on_an_exit_by_number_and_names_its_member_otherwise(monkeypatch):
+    monkeypatch.setenv(OWNER_VARIABLE, "mine")
+    argv = ["--out", "somewhere"]
+    backend = keras.backend.backend()
+    # submitit requeues a preempted task, then exits with a number: not a failure.
+    monkeypatch.setattr(cli, "run_flags", lambda flags: sys.exit(-1))
+    with pytest.raises(SystemExit) as exited:
+        engines.run_member(argv, backend, os.getcwd(), owner="ray-1")
+    assert exited.value.code == -1
+    assert os.environ[OWNER_VARIABLE] == "mine"  # Put back as it was.
+    monkeypatch.setattr(cli, "run_flags", lambda flags: sys.exit("keras-lottery run: no"))
+    with pytest.raises(engines.MemberFailed, match="^member somewhere: no$"):
+        engines.run_member(argv, backend, os.getcwd())
+    with pytest.raises(engines.MemberFailed, match="Expected a worker on the sweep's"):
+        engines.run_member(argv, "tensorflow" if backend != "tensorflow" else "jax", ".")
+
+
+def test_a_slurm_failure_names_the_tasks_own_error():
+    report = ("Job (task=0) failed during processing with trace:\n-----\nTraceback (most "
+              "recent call last):\n  File \"x.py\", line 1\nValueError: inner\n\nThe above "
+              "exception was the direct cause of the following exception:\n\n"
+              "keras_lottery.sweeps.engines.MemberFailed: member d: out of data\n-----\n"
+              "You can check full logs at paths:\n  - /logs/0_log.err\n  - /logs/0_log.out")
+    assert engines._task_error(report) == (
+        "keras_lottery.sweeps.engines.MemberFailed: member d: out of data")
 
 
 def test_a_slurm_task_requeues_itself_with_its_member():
@@ -246,8 +331,9 @@ def test_a_ray_sweep_whose_worker_is_killed_ends_equal_to_running_alone(tmp_path
                         pid = json.loads(lock.read_text())["pid"]
                     except (OSError, ValueError, KeyError):
                         continue
+                    finished = {f: f.stat().st_mtime_ns for f in records.glob("*.json")}
                     os.kill(pid, signal.SIGKILL)
-                    killed.append((member.name, pid))
+                    killed.append((member.name, finished))
                     return
             time.sleep(0.02)
 
@@ -259,8 +345,10 @@ def test_a_ray_sweep_whose_worker_is_killed_ends_equal_to_running_alone(tmp_path
     assert list(results) == [m.name for m in sweep.members]
     for member, again in zip(alone.members, sweep.members):
         _same_runs(member.directory, again.directory)
-    name, _ = killed[0]
+    name, finished = killed[0]
     assert len(results[name].tickets()) == 3  # Every round, the killed one's included.
+    # Resumed, not run again: what the killed worker had finished was not rewritten.
+    assert {f: f.stat().st_mtime_ns for f in finished} == finished
 
 
 @pytest.mark.slow  # submitit's local executor: a process per task.

@@ -1,11 +1,12 @@
 """One process at a time per run directory: `running.lock`, naming its host and process.
 
 Two processes training one directory would each prune and write the same
-rounds. Processes (or machines sharing a file system) given the same
-`--seeds` rely on this to share the seeds out: one that finds a directory
-held skips it. The lock is a file created exclusively (`O_EXCL`, which
-network file systems honour too), holding its holder's host, process id,
-start time and a random token:
+rounds. Processes of one machine given the same `--seeds` rely on this to
+share the seeds out: one that finds a directory held skips it (across
+machines, sweeps run on Ray or Slurm: `keras_lottery.sweeps`). The lock is
+a file created exclusively (`O_EXCL`, which NFS is documented to honour, not
+every network file system), holding its holder's host, process id, start
+time and a random token:
 
 - a lock of this host whose process has ended (a kill) is taken over, one
   process at a time: under a second exclusive file, `running.lock.takeover`,
@@ -21,7 +22,8 @@ name but not a process namespace would see each other's processes as ended.
 A sweep engine (Ray, Slurm: `keras_lottery.sweeps.engines`) runs a member's
 next attempt only once the last has ended, on whichever node. It names its
 attempts' locks with one owner (`OWNER_VARIABLE` in the environment), and a
-lock of the same owner is taken over like a dead process's, from any host.
+lock of the same owner is taken over from another host (on its own host, only
+once its process has ended, as any lock).
 """
 
 import contextlib
@@ -130,8 +132,9 @@ def _holder(lock) -> dict:
 def _ended(holder, me) -> bool:
     """Whether the lock's process was of this host and no longer runs (or is this one),
     or was an earlier attempt of the engine this one is run by."""
-    if me.get("owner") and holder.get("owner") == me["owner"]:
-        return True
+    if (me.get("owner") and holder.get("owner") == me["owner"]
+            and holder.get("host") != me["host"]):
+        return True  # On this host, the process is asked instead (below).
     if holder.get("host") != me["host"] or not isinstance(holder.get("pid"), int):
         return False
     if holder["pid"] == me["pid"]:

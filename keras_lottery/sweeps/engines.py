@@ -23,8 +23,9 @@ even when it was left on another node.
 
 import os
 import pathlib
+import re
+import shlex
 import socket
-import uuid
 
 from keras_lottery.search.run_lock import OWNER_VARIABLE, RunBusyError
 
@@ -53,21 +54,31 @@ def run_member(argv, backend, cwd, owner=None) -> str:
         raise MemberFailed(f"Expected a worker on the sweep's {backend} backend. Received a "
                            f"worker on {keras.backend.backend()}: set KERAS_BACKEND={backend} "
                            "for the workers")
-    os.chdir(cwd)
-    if owner:
-        os.environ[OWNER_VARIABLE] = owner
-    from keras_lottery import cli
-
     out = argv[list(argv).index("--out") + 1]
+    previous = os.environ.get(OWNER_VARIABLE)
     try:
+        os.chdir(cwd)
+        if owner:
+            os.environ[OWNER_VARIABLE] = owner
+        from keras_lottery import cli
+
         cli.run_flags(list(argv))
     except RunBusyError:
         raise
-    except (ValueError, TypeError, FileNotFoundError, SystemExit) as error:
-        message = str(error).removeprefix("keras-lottery run: ")
-        raise MemberFailed(f"member {out}: {message}") from None
+    except SystemExit as error:
+        if not isinstance(error.code, str):
+            # An exit with a number is not the member's refusal but its process
+            # ending on purpose: submitit exits so after requeueing a preempted task.
+            raise
+        raise MemberFailed(f"member {out}: {error.code.removeprefix('keras-lottery run: ')}"
+                           ) from error
+    except (ValueError, TypeError, OSError) as error:
+        raise MemberFailed(f"member {out}: {type(error).__name__}: {error}") from error
     finally:
-        os.environ.pop(OWNER_VARIABLE, None)
+        if previous is None:
+            os.environ.pop(OWNER_VARIABLE, None)
+        else:
+            os.environ[OWNER_VARIABLE] = previous
     return out
 
 
@@ -94,7 +105,7 @@ class Local:
     def check(self):
         pass
 
-    def run(self, members, backend, directory, verbose=True):
+    def run(self, members, backend, directory, owner, verbose=True):
         skipped = []
         for number, member in enumerate(members, 1):
             _say(f"member {number}/{len(members)}: {member.name}", verbose)
@@ -130,7 +141,8 @@ class Ray:
 
     Args:
         address: an existing cluster (`"host:port"`, or `"auto"` for the one
-            this machine belongs to); None starts a local Ray for the sweep.
+            this machine belongs to, or `RAY_ADDRESS`'s); None starts a local
+            Ray for the sweep, whatever `RAY_ADDRESS` says.
         cpus, gpus: resources each member holds (a GPU each: `gpus=1`).
         retries: times a member whose worker or node dies is run again.
         connect_timeout: seconds an address has to answer.
@@ -154,6 +166,7 @@ class Ray:
             return
         text = str(self.address).removeprefix("ray://")
         host, _, port = text.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # An IPv6 address, [::1]:6379.
         if not host or not port.isdigit():
             raise ValueError(f"Expected `address` 'host:port', 'auto' or None. Received: "
                              f"{self.address!r}")
@@ -163,7 +176,12 @@ class Ray:
             with socket.create_connection((host, int(port)), self.connect_timeout) as sock:
                 sock.settimeout(self.connect_timeout)
                 sock.sendall(_HTTP2_OPENING)
-                reply = sock.recv(9)
+                reply = b""
+                while len(reply) < 9:  # A frame's header is 9 bytes, maybe in pieces.
+                    piece = sock.recv(9 - len(reply))
+                    if not piece:
+                        break
+                    reply += piece
         except OSError as error:
             reply = f"{type(error).__name__}: {error}"
         if not (isinstance(reply, bytes) and len(reply) == 9 and reply[3] == 0x4):
@@ -172,18 +190,25 @@ class Ray:
                              f"{self.address!r}, which did not answer within "
                              f"{self.connect_timeout:g} s ({why})")
 
-    def run(self, members, backend, directory, verbose=True):
+    def run(self, members, backend, directory, owner, verbose=True):
         ray = _extra("ray", "ray")
         started = not ray.is_initialized()  # Else the caller's own Ray, left running.
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=verbose)
+            ray.init(address=self.address or "local", include_dashboard=False,
+                     log_to_driver=verbose)
         try:
+            if started and self.address is None:  # Nothing will join: what it has is all.
+                have = ray.cluster_resources()
+                for name, asked in (("CPU", self.cpus), ("GPU", self.gpus)):
+                    if asked > have.get(name, 0):
+                        raise ValueError(
+                            f"Expected `{name.lower()}s` per member within this machine's "
+                            f"{have.get(name, 0):g} {name}s. Received: {name.lower()}s={asked:g}")
             # The environment goes with each task, so that it holds on a Ray the caller
             # started too.
             task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus,
                               max_retries=self.retries, retry_exceptions=False,
                               runtime_env={"env_vars": _worker_environment(backend)})(run_member)
-            owner = f"ray-{uuid.uuid4().hex[:12]}"
             pending = {task.remote(m.argv, backend, os.getcwd(), owner): m for m in members}
             _say(f"{len(members)} members on Ray ({ray.cluster_resources().get('CPU', 0):g} "
                  "CPUs)", verbose)
@@ -226,7 +251,10 @@ class Slurm:
         partition: the Slurm partition.
         cpus, gpus: per member (`cpus_per_task`, `gpus_per_node`).
         timeout_min: each task's time limit; a task that reaches it is
-            requeued and resumes from its run directory.
+            requeued and resumes from its run directory, up to `requeues`
+            times (then it fails; the sweep run again resumes it).
+        requeues: times a task that timed out is requeued (submitit's
+            `max_num_timeout`); preemptions are requeued without limit.
         parallel: tasks of the array running at once (`%N`); None: Slurm's.
         setup: shell lines run before each task (`module load ...`).
         cluster: "slurm"; "local" runs the tasks as local processes
@@ -237,7 +265,7 @@ class Slurm:
     name = "slurm"
 
     def __init__(self, folder=None, partition=None, cpus=1, gpus=0, timeout_min=60,
-                 parallel=None, setup=(), cluster="slurm", **options):
+                 requeues=3, parallel=None, setup=(), cluster="slurm", **options):
         from keras_lottery import checks
 
         self.folder = folder
@@ -245,6 +273,7 @@ class Slurm:
         self.cpus = checks.integer("cpus", cpus, 1)
         self.gpus = checks.integer("gpus", gpus, 0)
         self.timeout_min = checks.integer("timeout_min", timeout_min, 1)
+        self.requeues = checks.integer("requeues", requeues, 0)
         self.parallel = None if parallel is None else checks.integer("parallel", parallel, 1)
         self.setup = list(setup)
         self.cluster = checks.choice("cluster", cluster, ("slurm", "local", "debug"))
@@ -253,21 +282,22 @@ class Slurm:
     def check(self):
         _extra("submitit", "slurm")
 
-    def run(self, members, backend, directory, verbose=True):
+    def run(self, members, backend, directory, owner, verbose=True):
         submitit = _extra("submitit", "slurm")
         folder = self.folder or pathlib.Path(directory) / ".submitit"
-        executor = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
+        executor = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster,
+                                         slurm_max_num_timeout=self.requeues)
         parameters = dict(timeout_min=self.timeout_min, cpus_per_task=self.cpus,
                           gpus_per_node=self.gpus, name="keras-lottery")
         if self.cluster == "slurm":
             environment = _worker_environment(backend)
             parameters.update(
-                slurm_setup=[*(f"export {k}={v}" for k, v in environment.items()), *self.setup],
+                slurm_setup=[*(f"export {k}={shlex.quote(v)}" for k, v in environment.items()),
+                             *self.setup],
                 **({"slurm_partition": self.partition} if self.partition else {}),
                 **({"slurm_array_parallelism": self.parallel} if self.parallel else {}),
                 **self.options)
         executor.update_parameters(**parameters)
-        owner = f"slurm-{uuid.uuid4().hex[:12]}"
         previous = {k: os.environ.get(k) for k in _worker_environment(backend)}
         os.environ.update(_worker_environment(backend))  # Local tasks inherit it.
         try:
@@ -292,12 +322,21 @@ class Slurm:
                     skipped.append(member.name)
                     _say(f"{member.name} skipped: held by another process", verbose)
                 else:
-                    failed.append(f"{member.name}: {text.strip().splitlines()[-1]}")
+                    failed.append(f"{member.name}: {_task_error(text)} (log: "
+                                  f"{job.paths.stderr})")
         if failed:
             raise MemberFailed("Expected every member to finish. Received failures (finished "
                                "members are kept; run the sweep again to resume):\n"
                                + "\n".join(failed))
         return skipped
+
+
+def _task_error(text):
+    """The task's own error in submitit's report of it: the traceback's last line
+    (the report ends with the log files' paths)."""
+    lines = [line.strip() for line in text.splitlines()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Failed|Exception)\b", line)]
+    return errors[-1] if errors else (lines[0] if lines else "no message")
 
 
 class _Requeued:

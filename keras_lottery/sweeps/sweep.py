@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import re
+import uuid
 
 SWEEP_FILE = "sweep.json"
 # `run` flags a sweep sets itself, and what to use instead.
@@ -78,6 +79,7 @@ class Sweep:
         if not isinstance(over, dict) or not over:
             raise ValueError(f"Expected `over` a dict of settings to lists of values, at least "
                              f"one. Received: over={over!r}")
+        parser = cli.run_parser()
         actions = _run_flags()
         self.over, self.settings = {}, {}
         for name, values in over.items():
@@ -88,8 +90,9 @@ class Sweep:
             values = list(values)
             if not values:
                 raise ValueError(f"Expected `over[{name!r}]` at least one value. Received: []")
-            tokens = [tuple(_tokens(actions[key], v)) for v in values]
-            repeated = sorted({str(v) for v, t in zip(values, tokens) if tokens.count(t) > 1})
+            # Repeats by the value `run` reads (`1` and `"01"` are one seed).
+            read = [_read(parser, actions[key], name, v) for v in values]
+            repeated = sorted({str(v) for v, r in zip(values, read) if read.count(r) > 1})
             if repeated:
                 raise ValueError(f"Expected `over[{name!r}]` without repeats. Received: "
                                  f"{values!r}, which repeats {', '.join(repeated)}")
@@ -103,10 +106,12 @@ class Sweep:
                 raise ValueError(f"Expected `{key}` either swept (`over`) or shared, not both. "
                                  f"Received: over[{key!r}]={self.over[key]!r}, {key}={value!r}")
             self.settings[key] = value
+        if isinstance(flags, (str, bytes)):
+            raise ValueError(f"Expected `flags` a list of command-line words. Received: "
+                             f"flags={flags!r}")
         self.flags = [str(f) for f in flags]
-        run = cli.run_parser()
-        given = vars(run.parse_args(self.flags))
-        defaults = {action.dest: action.default for action in run._actions}
+        given = vars(parser.parse_args(self.flags))
+        defaults = {action.dest: action.default for action in parser._actions}
         for key in sorted(set(self.over) | set(self.settings) | set(NOT_SWEEP_SETTINGS)):
             if key in given and given[key] != defaults[key]:
                 raise ValueError(f"Expected `flags` without --{key.replace('_', '-')}: it is "
@@ -125,7 +130,7 @@ class Sweep:
             swept = [t for key, value in combo.items() for t in _tokens(actions[key], value)]
             named = ",".join(f"{key}={_label(value)}" for key, value in combo.items()
                              if key != "seed")
-            parts = [p for p in (named, f"seed_{combo['seed']}" if "seed" in combo else "") if p]
+            parts = [p for p in (named, f"seed_{_label(combo['seed'])}" if "seed" in combo else "") if p]
             directory = self.directory.joinpath(*parts)
             name = ",".join(f"{key}={_label(value)}" for key, value in combo.items())
             members.append(Member(name, directory,
@@ -156,30 +161,59 @@ class Sweep:
         members whose directories hold a result, finished or not.
 
         Every member is checked first; then `SWEEP_FILE` records the sweep in
-        its directory. A member another process is running is skipped and said.
+        its directory, adding these members to those of earlier runs with the
+        same shared settings (more seeds, say); other shared settings in the
+        same directory are refused, before anything runs. One process at a
+        time runs a sweep (its folder's `running.lock`). A member another
+        process is running is skipped and said.
         """
         import keras
 
         from keras_lottery.search.run_directory import load_result
+        from keras_lottery.search.run_lock import held
         from keras_lottery.sweeps.engines import Local
 
         engine = Local() if engine is None else engine
         engine.check()
         self.check()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        earlier = self._earlier()
         backend = keras.backend.backend()
-        self._write(engine, backend)
-        engine.run(self.members, backend, self.directory, verbose=verbose)
+        with held(self.directory):
+            # One owner for every attempt of this sweep's members, kept across runs of
+            # the sweep: a rerun after this process died takes over its members' locks.
+            owner = earlier.get("owner") or f"{engine.name}-{uuid.uuid4().hex[:12]}"
+            self._write(engine, backend, owner, earlier)
+            engine.run(self.members, backend, self.directory, owner, verbose=verbose)
         return {m.name: load_result(m.directory) for m in self.members
                 if (m.directory / "search.json").exists()}
 
-    def _write(self, engine, backend):
-        described = {"over": self.over, "flags": self.flags, "settings": self.settings,
-                     "backend": backend,
-                     "engine": engine.name,
-                     "members": [{"name": m.name, "directory": _relative(m.directory,
-                                                                          self.directory),
-                                  "argv": list(m.argv)} for m in self.members]}
+    def _shared(self):
+        return {"flags": self.flags, "settings": json.loads(json.dumps(self.settings,
+                                                                       default=str)),
+                "swept": list(self.over)}
+
+    def _earlier(self) -> dict:
+        """`SWEEP_FILE` of an earlier run in this directory ({} if none), refused if its
+        shared settings differ: its members' directories would be these ones'."""
+        path = self.directory / SWEEP_FILE
+        if not path.exists():
+            return {}
+        earlier = json.loads(path.read_text())
+        for key, value in self._shared().items():
+            if earlier.get(key) != value:
+                raise ValueError(
+                    f"Expected the shared settings of the sweep already in {str(path)!r}, "
+                    f"or another directory. Received other `{key}`: {value!r}, where the "
+                    f"sweep on file has {earlier.get(key)!r}")
+        return earlier
+
+    def _write(self, engine, backend, owner, earlier):
+        members = {m["directory"]: m for m in earlier.get("members", [])}
+        for m in self.members:
+            directory = _relative(m.directory, self.directory)
+            members[directory] = {"name": m.name, "directory": directory, "argv": list(m.argv)}
+        described = {**self._shared(), "over": self.over, "backend": backend,
+                     "engine": engine.name, "owner": owner, "members": list(members.values())}
         path = self.directory / SWEEP_FILE
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(described, indent=1, default=str))
@@ -229,6 +263,15 @@ def _tokens(action, value) -> list:
             raise ValueError(f"Expected `{action.dest}` one value. Received: {value!r}")
         return [flag, *map(_text, value)]
     return [flag, _text(value)]
+
+
+def _read(parser, action, name, value):
+    """`value` as `run` reads it from its command line."""
+    try:
+        return getattr(parser.parse_args(_tokens(action, value)), action.dest)
+    except ValueError as error:
+        raise ValueError(f"Expected `over[{name!r}]` values that `keras-lottery run` takes. "
+                         f"Received: {value!r} ({error})") from None
 
 
 def _text(value) -> str:
