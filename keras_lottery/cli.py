@@ -158,10 +158,27 @@ class _RaisingParser(argparse.ArgumentParser):
 
 
 def run_parser() -> argparse.ArgumentParser:
-    """`keras-lottery run`'s flags alone; a bad flag raises ValueError, naming it."""
+    """`keras-lottery run`'s flags alone; a bad flag raises ValueError, naming it.
+    Its `run_flags` attribute lists the flags' argparse actions."""
     run = _RaisingParser(prog="keras-lottery run", add_help=False)
-    _run_arguments(run)
+    run.run_flags = _run_arguments(run)
     return run
+
+
+class _Recording:
+    """A parser or argument group whose `add_argument` also keeps the action made:
+    argparse itself lists its actions only privately."""
+
+    def __init__(self, container, actions):
+        self.container, self.actions = container, actions
+
+    def add_argument(self, *args, **kwargs):
+        action = self.container.add_argument(*args, **kwargs)
+        self.actions.append(action)
+        return action
+
+    def add_argument_group(self, *args, **kwargs):
+        return _Recording(self.container.add_argument_group(*args, **kwargs), self.actions)
 
 
 def check_run(flags) -> None:
@@ -195,8 +212,9 @@ def run_flags(flags) -> int:
     return _run(args, ["run", *flags])
 
 
-def _run_arguments(run):
-    """The flags of `run`, also taken by `stability`."""
+def _run_arguments(parser) -> list:
+    """The flags of `run`, also taken by `stability`; returns their actions."""
+    run = _Recording(parser, [])
     run.add_argument("--out", help="run directory, required; rerun to resume")
     run.add_argument("--backend", choices=BACKENDS,
                      help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
@@ -238,6 +256,7 @@ def _run_arguments(run):
     how.add_argument("--data-parallel", action="store_true",
                      help="train on every device: keras.distribution.DataParallel on JAX, "
                      "tf.distribute.MirroredStrategy on TensorFlow")
+    return run.actions
 
 
 def _add_flag(group, setting):
@@ -610,7 +629,7 @@ def _sweep(args, flags) -> int:
     from keras_lottery.sweeps import engines
     from keras_lottery.sweeps.sweep import Sweep
 
-    actions = {a.dest: a for a in run_parser()._actions}
+    actions = {a.dest: a for a in run_parser().run_flags}
     over = {}
     for name, *values in args.over:
         if not values:

@@ -111,7 +111,7 @@ class Sweep:
                              f"flags={flags!r}")
         self.flags = [str(f) for f in flags]
         given = vars(parser.parse_args(self.flags))
-        defaults = {action.dest: action.default for action in parser._actions}
+        defaults = {action.dest: action.default for action in parser.run_flags}
         for key in sorted(set(self.over) | set(self.settings) | set(NOT_SWEEP_SETTINGS)):
             if key in given and given[key] != defaults[key]:
                 raise ValueError(f"Expected `flags` without --{key.replace('_', '-')}: it is "
@@ -233,7 +233,7 @@ def _run_flags() -> dict:
     from keras_lottery import cli
 
     run = cli.run_parser()
-    return {action.dest: action for action in run._actions
+    return {action.dest: action for action in run.run_flags
             if action.option_strings and action.dest not in NOT_SWEEP_SETTINGS}
 
 
