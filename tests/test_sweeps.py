@@ -248,6 +248,9 @@ def test_a_sweep_run_again_adds_members_and_refuses_other_shared_settings(tmp_pa
     Sweep(tmp_path / "s", over={"seed": [2]}, **TINY).run(engine)
     described = json.loads((tmp_path / "s" / SWEEP_FILE).read_text())
     assert [m["name"] for m in described["members"]] == ["seed=0", "seed=1", "seed=2"]
+    # What decides no number may change: how much is printed, where the data lies.
+    Sweep(tmp_path / "s", over={"seed": [1]}, flags=["--verbose", "2"],
+          **dict(TINY, verbose=None, data_dir=tmp_path)).run(engine)
     # One owner for every run of the sweep: a rerun takes over its earlier attempts' locks.
     assert engine.runs[0][1] == engine.runs[1][1] == described["owner"]
     with pytest.raises(ValueError, match="shared settings of the sweep already in .*other "
@@ -255,7 +258,7 @@ def test_a_sweep_run_again_adds_members_and_refuses_other_shared_settings(tmp_pa
         Sweep(tmp_path / "s", over={"seed": [3]}, **dict(TINY, rounds=2)).run(engine)
     with pytest.raises(ValueError, match="other `swept`"):
         Sweep(tmp_path / "s", over={"rate": [0.5]}, **TINY).run(engine)
-    assert len(engine.runs) == 2
+    assert len(engine.runs) == 3
     # No member on file yet: report says so rather than printing nothing.
     with pytest.raises(SystemExit, match="no member of the sweep there has started yet"):
         cli.main(["report", str(tmp_path / "s")])

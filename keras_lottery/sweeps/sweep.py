@@ -24,6 +24,8 @@ import re
 import uuid
 
 SWEEP_FILE = "sweep.json"
+# Shared settings a rerun of a sweep may change: they decide no number.
+NO_NUMBER = ("verbose", "data_dir")
 # `run` flags a sweep sets itself, and what to use instead.
 NOT_SWEEP_SETTINGS = {
     "out": "the sweep's directory", "seeds": "over={'seed': [...]}",
@@ -188,8 +190,11 @@ class Sweep:
                 if (m.directory / "search.json").exists()}
 
     def _shared(self):
-        return {"flags": self.flags, "settings": json.loads(json.dumps(self.settings,
-                                                                       default=str)),
+        """The shared settings that decide the members' numbers: a rerun may print
+        more or less, or read the data from another folder."""
+        settings = {k: v for k, v in self.settings.items() if k not in NO_NUMBER}
+        return {"flags": _without(self.flags, NO_NUMBER),
+                "settings": json.loads(json.dumps(settings, default=str)),
                 "swept": list(self.over)}
 
     def _earlier(self) -> dict:
@@ -218,6 +223,20 @@ class Sweep:
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(described, indent=1, default=str))
         temporary.replace(path)
+
+
+def _without(flags, names):
+    """`flags` without the flags `names` (each taking one value) and their values."""
+    spelled = {"--" + name.replace("_", "-") for name in names}
+    kept, skip = [], False
+    for word in flags:
+        if skip:
+            skip = False
+        elif word in spelled:
+            skip = True
+        elif not any(word.startswith(flag + "=") for flag in spelled):
+            kept.append(word)
+    return kept
 
 
 def member_directories(folder) -> list:
