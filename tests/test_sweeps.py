@@ -249,7 +249,8 @@ def test_a_sweep_run_again_adds_members_and_refuses_other_shared_settings(tmp_pa
     described = json.loads((tmp_path / "s" / SWEEP_FILE).read_text())
     assert [m["name"] for m in described["members"]] == ["seed=0", "seed=1", "seed=2"]
     # What decides no number may change: how much is printed, where the data lies.
-    Sweep(tmp_path / "s", over={"seed": [1]}, flags=["--verbose", "2"],
+    # Whether a round's trainings train side by side changes no number either.
+    Sweep(tmp_path / "s", over={"seed": [1]}, flags=["--verbose", "2", "--joint"],
           **dict(TINY, verbose=None, data_dir=tmp_path)).run(engine)
     # One owner for every run of the sweep: a rerun takes over its earlier attempts' locks.
     assert engine.runs[0][1] == engine.runs[1][1] == described["owner"]

@@ -32,7 +32,7 @@ WHERE_IT_STOPS = ("rounds", "target_density", "transfer")
 RECORDING_ONLY = ("test_curves", "instability", "path_points", "path_normalization")
 # Settings added after searches were saved without them: their defaults then.
 ADDED_LATER = {"rewind_candidates": None, "stability_tolerance": 0.02,
-               "stability_network": "dense"}
+               "stability_network": "dense", "data_order": "per_training"}
 
 
 def fingerprint(model, config, compile_config, keys, data, vocabulary=None) -> dict:

@@ -36,6 +36,7 @@ MODES = ("auto", "min", "max")
 STABILITY_NETWORKS = ("dense", "pruned")
 NORMALIZATION = ("recompute", "interpolate")
 INITIAL_WEIGHTS = (None, "current")
+DATA_ORDERS = ("per_training", "per_round")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +162,10 @@ def _normalization(name, value):
     return checks.choice(name, value, NORMALIZATION)
 
 
+def _data_order(name, value):
+    return checks.choice(name, value, DATA_ORDERS)
+
+
 def _controls(name, value):
     return checks.choices(name, value, CONTROLS)
 
@@ -252,6 +257,13 @@ SETTINGS = (
             flag=dict(choices=NORMALIZATION)),
     Setting("controls", (), "controls trained beside each round", _controls,
             flag=dict(nargs="+", choices=CONTROLS)),
+    Setting("data_order", "per_training", "per_training: each training its own data order, "
+            "seeded by round and kind; per_round: a round's controls read its ticket's batches "
+            "in its order (paired, and what joint needs)", _data_order,
+            flag=dict(choices=DATA_ORDERS)),
+    Setting("joint", False, "train a round's ticket and controls as one compiled program "
+            "where they share a data order (data_order='per_round'); the numbers are those "
+            "of one at a time", _boolean, flag=dict(action="store_true")),
     Setting("eval_every", None, "iterations between evaluations (default: each epoch's end)",
             _optional(_positive_integer), flag=dict(type=int)),
     Setting("monitor", "val_loss", "the early-stop quantity: val_loss or val_<metric>",
@@ -427,6 +439,7 @@ class SearchConfig:
     monitor: str = "val_loss"
     mode: str = "auto"
     test_curves: bool = False
+    data_order: str = "per_training"
     seed: int = 0
     fit: dict = dataclasses.field(default_factory=dict)  # epochs, batch_size, ...
 

@@ -33,6 +33,12 @@ from keras_lottery.search import preflight as checks
 from keras_lottery.search import transfer as mask_transfer
 from keras_lottery.search.callbacks import CaptureState
 from keras_lottery.search.export import write_model_config
+from keras_lottery.search.joint import (
+    NEEDS as JOINT_NEEDS,
+    CannotShare,
+    JointTrainer,
+    is_out_of_memory,
+)
 from keras_lottery.masking.masks import apply_masks, get_masks, rates_for
 from keras_lottery.search.progress import Progress
 from keras_lottery.pruning.rules import PruneRates, random_masks_like
@@ -147,6 +153,18 @@ class TicketSearch:
             with the criterion's scores negated) and `"signed_constant"` (the
             ticket's masks, each kept weight set to the sign of its rewind
             value times its layer's standard deviation). Defaults to none.
+        data_order: `"per_training"` (each training draws its own data
+            order from the seed, its round and its kind: the default) or
+            `"per_round"` (a round's controls read its ticket's batches in
+            its order: a paired comparison, and what lets `joint` train
+            them as one). Starts, masks and reinitializations stay each one's own.
+        joint: train each pruned round's ticket and controls side by side
+            as one compiled program (`keras_lottery.search.joint`): with
+            `data_order="per_round"`, a model Keras can copy, no callbacks of
+            your own and no `instability`. Every number is what one training
+            at a time gives; where they cannot share a program (or do not
+            fit in memory together), they train one at a time, said once.
+            Defaults to False.
         eval_every: evaluate on `validation_data` (and `test_data`) every this
             many iterations; the paper uses 100. None evaluates at each epoch
             end. Requires `validation_data`.
@@ -198,6 +216,7 @@ class TicketSearch:
                  stability_tolerance: float = 0.02, stability_network: str = "dense",
                  instability: bool = False, path_points: int = 30,
                  path_normalization: str = "recompute", controls: Sequence[str] = (),
+                 data_order: str = "per_training", joint: bool = False,
                  eval_every: int | None = None,
                  validation_data=None, test_data=None, monitor: str = "val_loss",
                  mode: str = "auto", test_curves: bool = False, initial_weights=None,
@@ -211,7 +230,8 @@ class TicketSearch:
             rewind_candidates=rewind_candidates, stability_tolerance=stability_tolerance,
             stability_network=stability_network, instability=instability,
             path_points=path_points, path_normalization=path_normalization, controls=controls,
-            eval_every=eval_every, monitor=monitor, mode=mode, test_curves=test_curves,
+            data_order=data_order, joint=joint, eval_every=eval_every, monitor=monitor,
+            mode=mode, test_curves=test_curves,
             initial_weights=initial_weights, vocabulary=vocabulary, directory=directory,
             seed=seed, verbose=verbose)
         kept = settings.check_settings(given)
@@ -237,6 +257,9 @@ class TicketSearch:
             kept, mask_transfer.fingerprint(self.transfer) if self.transfer else None, fit)
         controls, directory = kept["controls"], kept["directory"]
         self.controls = controls
+        self.joint = kept["joint"]
+        # Why this run's rounds train one at a time: None until asked, "" if they need not.
+        self._joint_refusal = None
         self.vocabulary = kept["vocabulary"]
         self.x, self.y = x, y
         self.validation_data, self.test_data = validation_data, test_data
@@ -310,8 +333,19 @@ class TicketSearch:
         trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
                           self.validation_data, self.test_data, self.callbacks, self.verbose)
         progress = Progress(self._planned_trainings(), len(records), self.verbose)
+        joint = JointTrainer(trainer, self.compile_config) if self.joint else None
+        # Asked again each run: its callbacks and data may differ from the last.
+        self._joint_refusal = None
         for round_ in self._rounds(records):
             masks = self._masks_for(round_)
+            pending = [kind for kind in ("ticket", *self.controls)
+                       if round_ > 0 and not self._has(round_, kind)]
+            if "ticket" in pending and self._trains_jointly(joint, pending):
+                # The ticket with its controls; each saved as it would be alone.
+                for record in self._train_jointly(joint, round_, masks, pending):
+                    records.append(record)
+                    self._save(records, progress)
+                continue
             if not self._has(round_, "ticket"):
                 records.append(self._train_ticket(trainer, round_, masks))
                 self._save(records, progress)
@@ -321,10 +355,16 @@ class TicketSearch:
             if self.config.instability:
                 self._measure_round(trainer, round_, masks)
                 self._save(records, None)
-            for kind in self.controls if round_ > 0 else ():
-                if not self._has(round_, kind):
-                    records.append(self._train_control(trainer, round_, kind, masks))
+            pending = [kind for kind in self.controls if round_ > 0
+                       and not self._has(round_, kind)]
+            if self._trains_jointly(joint, pending):
+                for record in self._train_jointly(joint, round_, masks, pending):
+                    records.append(record)
                     self._save(records, progress)
+                continue
+            for kind in pending:
+                records.append(self._train_control(trainer, round_, kind, masks))
+                self._save(records, progress)
         return self._result(records)
 
     def instability(self, round: int = 0):  # noqa: A002 - mirrors RoundRecord.round
@@ -454,9 +494,9 @@ class TicketSearch:
         return {group: [trained[path] for path in paths]
                 for group, paths in self.structure_plan.gammas.items()}
 
-    def _kept_weights(self, masks):
-        """What a training keeps to prune from: its prunable weights (and gammas)."""
-        trained = state.snapshot(self.model)
+    def _kept_weights(self, masks, trained):
+        """What a training keeps to prune from: of its trained state (a
+        `state.snapshot`), its prunable weights (and gammas)."""
         extra = [p for paths in (self.structure_plan.gammas if self.structure_plan else {}
                                  ).values() for p in paths]
         return {p: trained[p] for p in [*masks, *extra]}
@@ -494,17 +534,28 @@ class TicketSearch:
             for step, captured in capture.captured.items():  # Before the round's record.
                 if config.rewind_candidates:
                     self.store.write(candidate_state_name(step), captured)
+        self._save_ticket(record, masks, state.snapshot(self.model))
+        return record
+
+    def _save_ticket(self, record, masks, trained):
+        round_ = record.round
         # Only the latest ticket is pruned from next (one-shot: round 0's);
         # the inverted control's first round prunes from round 0's too.
         first_inverted = round_ == 1 and "inverted" in self.controls
         stale = () if self._set_rounds() or round_ == 0 or first_inverted else (
             trained_name(round_ - 1),)
         # A transfer search never prunes: it keeps no trained weights, and takes no copy.
-        kept = None if self.transfer is not None else self._kept_weights(masks)
+        kept = None if self.transfer is not None else self._kept_weights(masks, trained)
         self.store.save_training(record, masks, kept, stale)
-        return record
 
     def _train_control(self, trainer, round_, kind, ticket_masks):
+        start, masks = self._control(round_, kind, ticket_masks)
+        record = trainer.train(round_, kind, start, masks)
+        self._save_control(record, masks, state.snapshot(self.model))
+        return record
+
+    def _control(self, round_, kind, ticket_masks):
+        """`(start, masks)` of round `round_`'s control `kind`."""
         seed = seed_for(self.config.seed, round_, kind)
         masks, start = ticket_masks, self.rewind_state
         if kind in ("random_pruning", "inverted") and self.store.exists(
@@ -521,14 +572,63 @@ class TicketSearch:
             start = state.fresh_initialization(self.model, seed + REINIT_OFFSET)
         elif kind == "signed_constant":
             start = {**start, **criteria.signed_constant(masks, start)}
-        record = trainer.train(round_, kind, start, masks)
+        return start, masks
+
+    def _save_control(self, record, masks, trained):
+        round_, kind = record.round, record.kind
         if kind == "inverted" and not self.config.one_shot:
             # Its next round prunes from these weights, as the ticket's does.
-            self.store.save_training(record, masks, self._kept_weights(masks),
+            self.store.save_training(record, masks, self._kept_weights(masks, trained),
                                      (trained_name(round_ - 1, kind if round_ > 1 else "ticket"),))
         else:
             self.store.save_training(record, masks)
-        return record
+
+    # -- trainings side by side --------------------------------------------------
+
+    def _trains_jointly(self, joint, kinds) -> bool:
+        """Whether `kinds` (two or more) train as one; the first time one
+        cannot, says why, once."""
+        if joint is None or len(kinds) < 2:
+            return False
+        if self._joint_refusal is None:
+            self._joint_refusal = joint.why_not() or ""
+            if self._joint_refusal and self.verbose:
+                print(f"[keras-lottery] joint: each training trains on its own: "
+                      f"{self._joint_refusal}. A round trains as one with {JOINT_NEEDS}.",
+                      flush=True)
+        return not self._joint_refusal
+
+    def _train_jointly(self, joint, round_, masks, kinds):
+        """Round `round_`'s `kinds` trained as one program; yields their records
+        in order, each saved as its own training saves it."""
+        members = [(kind, self.rewind_state, masks) if kind == "ticket"
+                   else (kind, *self._control(round_, kind, masks)) for kind in kinds]
+        trained = reason = None
+        try:
+            trained = joint.train(round_, members)
+        except CannotShare as error:
+            reason = str(error)
+        except Exception as error:  # noqa: BLE001 - a device out of memory only
+            if not is_out_of_memory(error):
+                raise
+            reason = f"round {round_}'s {len(kinds)} trainings do not fit in memory side by side"
+        if reason is not None:  # Out of the `except`: its traceback holds the failed fit.
+            self._joint_refusal = reason
+            joint.release()
+            if self.verbose:
+                print(f"[keras-lottery] joint: {reason}; each training trains on its own "
+                      "from now on.", flush=True)
+            trainer = joint.trainer
+            for kind in kinds:
+                yield (self._train_ticket(trainer, round_, masks) if kind == "ticket"
+                       else self._train_control(trainer, round_, kind, masks))
+            return
+        for (kind, _, member_masks), (record, state_after) in zip(members, trained):
+            if kind == "ticket":
+                self._save_ticket(record, masks, state_after)
+            else:
+                self._save_control(record, member_masks, state_after)
+            yield record
 
     # -- instability -----------------------------------------------------------
 

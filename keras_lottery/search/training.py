@@ -89,23 +89,15 @@ class Trainer:
 
     def train(self, round_, kind, start, masks, extra=(), seed=None) -> RoundRecord:
         """One training from `start` (a `state.snapshot`) with `masks`; `seed`
-        (data order, dropout) defaults to the round's and kind's (`seed_for`)."""
+        (data order, dropout) defaults to the round's and kind's (`data_seed`)."""
         state.restore(self.model, start)
         apply_masks(self.model, masks)
         self.optimizer.reset()
         # Seeded twice: here for what `fit` draws up front (TensorFlow builds
         # its shuffled tf.data pipeline first), then by `Reseed` at train begin.
-        seed = seed_for(self.config.seed, round_, kind) if seed is None else seed
+        seed = self.data_seed(round_, kind) if seed is None else seed
         keras.utils.set_random_seed(seed)
-        if self.validation_data is not None:
-            # Only with callbacks of the user's does it also evaluate at epoch ends.
-            counter = PeriodicEvaluation(self.validation_data, self.test_data,
-                                         every=self.config.eval_every,
-                                         epoch_logs=bool(self.callbacks),
-                                         test_curves=self.config.test_curves,
-                                         monitor=self.config.monitor, mode=self.config.mode)
-        else:
-            counter = IterationCounter()
+        counter = self.counter()
         began = time.perf_counter()
         history = self.model.fit(
             self.x, self.y, callbacks=[Reseed(seed), counter, *extra, *self.callbacks],
@@ -117,6 +109,33 @@ class Trainer:
         trained = set(self.model.get_metrics_result())
         final = {f"train_{k}": float(v[-1]) for k, v in history.history.items()
                  if v and k in trained}
+        return self.record(round_, kind, masks, self.model, counter, final, began)
+
+    def data_seed(self, round_, kind) -> int:
+        """The seed a training's `fit` is seeded with: its own (`seed_for`),
+        or with `data_order="per_round"` its round's ticket's. It decides the
+        data order, and on torch an unseeded Dropout's draws; other dropout
+        draws come from the start's seed-generator states."""
+        shared = self.config.data_order == "per_round"
+        return seed_for(self.config.seed, round_, "ticket" if shared else kind)
+
+    def counter(self, counting=IterationCounter, evaluating=PeriodicEvaluation, **kwargs):
+        """The callback that counts iterations and, with validation data,
+        evaluates every `eval_every` of them (`counting`, `evaluating`: those
+        classes or subclasses of them)."""
+        if self.validation_data is None:
+            return counting(**kwargs)
+        # Only with callbacks of the user's does it also evaluate at epoch ends.
+        return evaluating(
+            self.validation_data, self.test_data, every=self.config.eval_every,
+            epoch_logs=bool(self.callbacks), test_curves=self.config.test_curves,
+            monitor=self.config.monitor, mode=self.config.mode, **kwargs)
+
+    def record(self, round_, kind, masks, model, counter, final, began) -> RoundRecord:
+        """The record of a training of `model` that `counter` followed; `final`
+        holds its training loss and metrics (`train_<name>`), `began` the
+        `time.perf_counter()` its time is counted from."""
+        final = dict(final)
         curves = getattr(counter, "curves", {})
         early_stop = {}
         if curves:
@@ -125,13 +144,13 @@ class Trainer:
             best = int(self.config.best(curves[self.config.monitor]))
             early_stop = {k: v[best] for k, v in curves.items()}
             # Without test curves: the test set at the kept early-stop and final states.
-            tested = counter.test_at_points(self.model)
+            tested = counter.test_at_points(model)
             final.update(tested.get("final", {}))
             early_stop.update(tested.get("early_stop", {}))
         elif self.test_data is not None:
             from keras_lottery.runtime.evaluation import evaluate
 
-            final.update({f"test_{k}": v for k, v in evaluate(self.model, self.test_data).items()})
+            final.update({f"test_{k}": v for k, v in evaluate(model, self.test_data).items()})
         return RoundRecord(
             round=round_, kind=kind, density=pruning.density(masks),
             layer_densities={p: float(m.mean()) for p, m in masks.items()},

@@ -25,7 +25,9 @@ import uuid
 
 SWEEP_FILE = "sweep.json"
 # Shared settings a rerun of a sweep may change: they decide no number.
-NO_NUMBER = ("verbose", "data_dir")
+NO_NUMBER = ("verbose", "data_dir", "joint")
+# Of those, the flags that take no value.
+SWITCHES = ("joint",)
 # `run` flags a sweep sets itself, and what to use instead.
 NOT_SWEEP_SETTINGS = {
     "out": "the sweep's directory", "seeds": "over={'seed': [...]}",
@@ -226,12 +228,15 @@ class Sweep:
 
 
 def _without(flags, names):
-    """`flags` without the flags `names` (each taking one value) and their values."""
+    """`flags` without the flags `names` and their values (one, or none for `SWITCHES`)."""
     spelled = {"--" + name.replace("_", "-") for name in names}
+    switches = {"--" + name.replace("_", "-") for name in SWITCHES}
     kept, skip = [], False
     for word in flags:
         if skip:
             skip = False
+        elif word in switches:
+            continue
         elif word in spelled:
             skip = True
         elif not any(word.startswith(flag + "=") for flag in spelled):

@@ -1,0 +1,278 @@
+"""A round's trainings as one program: the ticket and its controls side by side.
+
+The trainings of a round start from their own weights with their own masks.
+With `data_order="per_round"` they also read the same batches in the same
+order, and are then independent copies of one network fed one stream: built
+into one Keras model (one input, one output and one loss per member) they
+train in a single `fit`, every step updating every member. A small network
+alone leaves most of a CPU's or GPU's width idle; side by side they fill it.
+
+Nothing couples the members: the joint loss is the sum of theirs, so the
+only term that reaches a member's weights is its own loss, and the optimizer
+updates each variable from its own gradient and slots. Each member therefore
+computes what it would alone: bit for bit on JAX, TensorFlow and torch on a
+CPU (`tests/test_joint.py` compares every record, mask and weight); on a GPU,
+as far as its kernels are deterministic between two programs. What would
+couple them, or could not be split per member, makes the round fall back to
+one training at a time (`JointTrainer.why_not`): the numbers are the same
+either way, only the time differs.
+"""
+
+import time
+import gc
+
+import keras
+
+from keras_lottery import _keras
+from keras_lottery.masking.masks import apply_masks
+from keras_lottery.runtime import distribution
+from keras_lottery.search import state
+from keras_lottery.search.callbacks import IterationCounter, PeriodicEvaluation, Reseed
+from keras_lottery.search.training import FreshOptimizer, check_exact_zeros
+
+# `fit` settings that mean the same for one output as for several.
+SHARED_FIT = ("epochs", "batch_size", "steps_per_epoch", "shuffle")
+# What a user is told a joint round needs, when one falls back.
+NEEDS = ("data_order='per_round', no callbacks of your own, no instability measurement, "
+         "array data, one device, and a Sequential or Functional model of one input and one "
+         "output without regularization losses (the whole list: docs/search.md, 'A round's "
+         "trainings side by side')")
+
+
+class JointTrainer:
+    """Trains several trainings of one round as one compiled program.
+
+    Args:
+        trainer: the search's `training.Trainer` (model, settings, data): each
+            member's record is made as its records are.
+        compile_config: `model.get_compile_config()` as the search took it.
+    """
+
+    def __init__(self, trainer, compile_config):
+        self.trainer, self.compile_config = trainer, compile_config
+        self._programs = {}  # Members -> _Program, compiled once per `run()`.
+
+    def why_not(self):
+        """Why this search's rounds cannot train as one (a sentence), else None."""
+        trainer, model = self.trainer, self.trainer.model
+        config = trainer.config
+        if config.data_order != "per_round":
+            return ("each training draws its own data order (data_order='per_training'); "
+                    "with data_order='per_round' a round's trainings read its ticket's")
+        if trainer.callbacks:
+            return "callbacks of your own expect one model per training"
+        if config.instability:
+            return "the instability measurement trains each round's ticket on its own"
+        other = sorted(set(config.fit) - set(SHARED_FIT))
+        if other:
+            return f"the fit settings {other} apply to one output"
+        if not (_array(trainer.x) and _array(trainer.y)):
+            return "the training data is not an array x and an array y (a dataset's " \
+                   "batches cannot be handed to several outputs)"
+        if distribution.active_distribution() is not None or distribution.tf_strategy(model):
+            return "the model trains on several devices"
+        # Exactly these: a subclass may train its own way (train_step,
+        # compute_loss), which the joint model, a plain one, would not.
+        if type(model) not in (keras.Sequential, _keras.functional_class()):
+            return f"{type(model).__name__} is not a Sequential or Functional model to copy"
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            return "the model has several inputs or outputs"
+        if model.losses or any(getattr(layer, "activity_regularizer", None)
+                               for layer in _keras.sublayers(model)):
+            return "the model adds regularization losses, which its compiled loss counts " \
+                   "in one total"
+        compiled = self.compile_config or {}
+        if compiled.get("loss_weights") is not None:
+            return "the model's loss has loss_weights"
+        optimizer = model.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return "a loss-scale optimizer (mixed_float16) skips every member's step " \
+                   "when one overflows"
+        if getattr(optimizer, "global_clipnorm", None):
+            return "global_clipnorm clips all members' gradients by one norm"
+        # Kept on the optimizer object, not in its configuration: a copy would lose them.
+        if getattr(optimizer, "_exclude_from_weight_decay", None) or getattr(
+                optimizer, "_exclude_from_weight_decay_pattern", None):
+            return "the optimizer excludes variables from weight decay"
+        if keras.backend.backend() == "torch" and _unseeded_noise(model):
+            return ("on torch, a Dropout layer without a seed draws from torch's one "
+                    "global generator, so side by side the members would draw other noise "
+                    "than alone; give those layers a seed")
+        return None
+
+    def train(self, round_, members):
+        """Trains `members`, `[(kind, start, masks)]` of round `round_`, as one.
+
+        Returns `[(record, trained)]`, one per member: its `RoundRecord` and
+        its trained state (a `state.snapshot` keyed as the search's model's).
+        Raises `CannotShare` if the model cannot be copied side by side or a
+        new program fails before its first step ends (whatever the cause, the
+        members then train alone, where a real error shows again), and what
+        `fit` raised later; `is_out_of_memory` tells which of those should
+        rather train the members one at a time (after `release`).
+        """
+        trainer = self.trainer
+        try:
+            program = self._program(len(members))
+        except Exception as error:  # noqa: BLE001 - any failure to copy: one at a time
+            raise CannotShare(f"the model could not be copied side by side ({error})") \
+                from error
+        for index, (copy, (_, start, masks)) in enumerate(zip(program.copies, members)):
+            state.restore(copy, program.to_copy(index, start))
+            apply_masks(copy, program.to_copy(index, masks))
+        program.optimizer.reset()
+        seed = trainer.data_seed(round_, "ticket")  # Every member's: one data order.
+        keras.utils.set_random_seed(seed)
+        counters = [trainer.counter(_MemberIterations, _MemberEvaluation, member=copy)
+                    for copy in program.copies]
+        y = {name: trainer.y for name in program.names}
+        began = time.perf_counter()
+        try:
+            history = program.model.fit(
+                trainer.x, y, callbacks=[Reseed(seed), *counters],
+                verbose=2 if trainer.verbose == 2 else 0, **trainer.config.fit)
+        except Exception as error:
+            if program.trained or is_out_of_memory(error):
+                raise
+            # A loss or metric compiled for one named output, say: not the
+            # members' fault, nothing trained; they go on one at a time.
+            raise CannotShare(f"the joint program failed to train ({error})") from error
+        program.trained = True
+        share = (time.perf_counter() - began) / len(members)
+        found = []
+        for index, (name, copy, counter, (kind, _, masks)) in enumerate(zip(
+                program.names, program.copies, counters, members)):
+            check_exact_zeros(copy, program.to_copy(index, masks))
+            prefix = f"{name}_"
+            final = {f"train_{k[len(prefix):]}": float(v[-1])
+                     for k, v in history.history.items() if v and k.startswith(prefix)}
+            # Its time: its share of the joint fit, then its own evaluations
+            # after it (as if it had begun that share before now).
+            record = trainer.record(round_, kind, masks, copy, counter, final,
+                                    time.perf_counter() - share)
+            found.append((record, program.from_copy(index, state.snapshot(copy))))
+        return found
+
+    def release(self):
+        """Lets go of every program (copies, optimizer slots, compiled steps)."""
+        self._programs.clear()
+        gc.collect()
+
+    def _program(self, members):
+        if members not in self._programs:
+            self._programs[members] = _Program(self.trainer.model, self.compile_config,
+                                               members)
+        return self._programs[members]
+
+
+class CannotShare(Exception):
+    """The members cannot train as one program; the message says why."""
+
+
+def is_out_of_memory(error) -> bool:
+    """Whether `error` says a device ran out of memory (JAX, TensorFlow, torch)."""
+    text = f"{type(error).__name__} {error}".lower()
+    return any(sign in text for sign in ("resource_exhausted", "resourceexhausted",
+                                         "out of memory", "outofmemory"))
+
+
+class _Program:
+    """`members` copies of `model` side by side in one compiled model.
+
+    Each copy is built in its own name scope (`member_<i>/...`): two copies
+    with one variable path would be one parameter to torch. States and masks
+    cross between the search's model and a copy by position (`to_copy`,
+    `from_copy`): the copies' variables are the model's, in its order.
+    """
+
+    def __init__(self, model, compile_config, members):
+        self.names = [f"member_{i}" for i in range(members)]
+        self.copies = []
+        self.trained = False  # Whether a fit of it has ended.
+        for name in self.names:
+            with keras.name_scope(name):
+                copy = keras.models.clone_model(model)
+            # The joint model's outputs are named by their layer: one name each.
+            copy.name = name
+            # Compiled as the search's model was (`clone_model` compiles from the
+            # model's current configuration), for the evaluations outside `fit`.
+            copy.compile(**_compile_arguments(compile_config))
+            self.copies.append(copy)
+        own = state.state_variables(model)
+        for copy in self.copies:
+            theirs = list(state.state_variables(copy).values())
+            if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in theirs]:
+                raise ValueError("its copy has other variables than the model")
+        own = list(own)
+        keys = [list(state.state_variables(copy)) for copy in self.copies]
+        self._to_copy = [dict(zip(own, found)) for found in keys]
+        self._from_copy = [dict(zip(found, own)) for found in keys]
+        inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
+        self.model = keras.Model(
+            inputs, {name: copy(inputs) for name, copy in zip(self.names, self.copies)},
+            name=f"joint_{members}")
+        arguments = _compile_arguments(compile_config)
+        # One loss and a fresh set of metrics per member.
+        per_member = [_compile_arguments(compile_config) for _ in self.names]
+        self.model.compile(
+            optimizer=arguments["optimizer"],
+            loss={name: arguments["loss"] for name in self.names},
+            metrics=_by_member(self.names, per_member, "metrics"),
+            weighted_metrics=_by_member(self.names, per_member, "weighted_metrics"),
+            run_eagerly=arguments.get("run_eagerly", False),
+            jit_compile=arguments.get("jit_compile", "auto"),
+            steps_per_execution=arguments.get("steps_per_execution", 1))
+        self.optimizer = FreshOptimizer(self.model, None)
+
+    def to_copy(self, index: int, values: dict) -> dict:
+        """A snapshot or masks of the search's model, keyed as copy `index`'s."""
+        return {self._to_copy[index][k]: v for k, v in values.items()}
+
+    def from_copy(self, index: int, values: dict) -> dict:
+        return {self._from_copy[index][k]: v for k, v in values.items()}
+
+
+def _array(value) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "__len__")
+
+
+def _compile_arguments(compile_config) -> dict:
+    """`compile` arguments from a compile configuration: new objects each call
+    (metrics hold state: each member needs its own)."""
+    return dict(keras.saving.deserialize_keras_object(compile_config))
+
+
+def _by_member(names, arguments, key):
+    found = {name: a.get(key) for name, a in zip(names, arguments)}
+    return None if all(v is None for v in found.values()) else found
+
+
+def _unseeded_noise(model) -> bool:
+    """Whether a Dropout layer has neither a seed nor a noise shape: on torch,
+    Keras then calls torch's own dropout, drawing from its global generator."""
+    # Exactly Dropout: SpatialDropout passes a noise shape when called.
+    return any(type(layer) is keras.layers.Dropout and layer.rate > 0
+               and layer.seed is None and layer.noise_shape is None
+               for layer in _keras.sublayers(model, include_self=True))
+
+
+class _MemberCounter:
+    """Mixed into the search's counters for one copy: it follows the joint
+    `fit` (iterations, evaluation points) but evaluates and keeps its copy."""
+
+    def __init__(self, *args, member, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.member = member
+
+    @property
+    def model(self):
+        super().model  # Syncs the joint program's variables into the copies on JAX.
+        return self.member
+
+
+class _MemberIterations(_MemberCounter, IterationCounter):
+    pass
+
+
+class _MemberEvaluation(_MemberCounter, PeriodicEvaluation):
+    pass
