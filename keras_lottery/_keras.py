@@ -128,6 +128,17 @@ def has_value(variable) -> bool:
     return getattr(variable, "_value", None) is not None
 
 
+def excludes_from_weight_decay(optimizer) -> bool:
+    """Whether `optimizer.exclude_from_weight_decay(...)` was called on it.
+
+    Keras keeps the exclusions on the optimizer object only: they are not in
+    `get_config()`, so an optimizer rebuilt from its configuration would decay
+    what the original does not, and no public getter says so (3.11-3.15).
+    """
+    return bool(getattr(optimizer, "_exclude_from_weight_decay", None)
+                or getattr(optimizer, "_exclude_from_weight_decay_pattern", None))
+
+
 def functional_class():
     """Keras' `Functional`, the class of `keras.Model(inputs, outputs)`.
 

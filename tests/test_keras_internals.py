@@ -265,6 +265,18 @@ def test_variable_layout_and_value():
 # -- the graph -----------------------------------------------------------------
 
 
+def test_weight_decay_exclusions_are_seen_and_not_in_the_config():
+    plain = keras.optimizers.AdamW(0.01)
+    assert not _keras.excludes_from_weight_decay(plain)
+    for exclusion in (dict(var_names=["bias"]), dict(var_list=[keras.Variable(1.0)])):
+        optimizer = keras.optimizers.AdamW(0.01)
+        optimizer.exclude_from_weight_decay(**exclusion)
+        assert _keras.excludes_from_weight_decay(optimizer)
+        # Why it matters: an optimizer rebuilt from its configuration has none.
+        rebuilt = keras.optimizers.AdamW.from_config(optimizer.get_config())
+        assert not _keras.excludes_from_weight_decay(rebuilt)
+
+
 def test_functional_class_is_keras_models_graph_class():
     functional = _keras.functional_class()
     model = functional_model()

@@ -91,8 +91,7 @@ class JointTrainer:
         if getattr(optimizer, "global_clipnorm", None):
             return "global_clipnorm clips all members' gradients by one norm"
         # Kept on the optimizer object, not in its configuration: a copy would lose them.
-        if getattr(optimizer, "_exclude_from_weight_decay", None) or getattr(
-                optimizer, "_exclude_from_weight_decay_pattern", None):
+        if _keras.excludes_from_weight_decay(optimizer):
             return "the optimizer excludes variables from weight decay"
         if keras.backend.backend() == "torch" and _unseeded_noise(model):
             return ("on torch, a Dropout layer without a seed draws from torch's one "
