@@ -18,8 +18,8 @@ one training at a time (`JointTrainer.why_not`): the numbers are the same
 either way, only the time differs.
 """
 
-import time
 import gc
+import time
 
 import keras
 
@@ -198,21 +198,21 @@ class _Program:
             copy.compile(**_compile_arguments(compile_config))
             self.copies.append(copy)
         own = state.state_variables(model)
+        shapes = [tuple(v.shape) for v in own.values()]
+        self._to_copy, self._from_copy = [], []
         for copy in self.copies:
-            theirs = list(state.state_variables(copy).values())
-            if [tuple(v.shape) for v in own.values()] != [tuple(v.shape) for v in theirs]:
+            theirs = state.state_variables(copy)
+            if [tuple(v.shape) for v in theirs.values()] != shapes:
                 raise ValueError("its copy has other variables than the model")
-        own = list(own)
-        keys = [list(state.state_variables(copy)) for copy in self.copies]
-        self._to_copy = [dict(zip(own, found)) for found in keys]
-        self._from_copy = [dict(zip(found, own)) for found in keys]
+            self._to_copy.append(dict(zip(own, theirs)))
+            self._from_copy.append(dict(zip(theirs, own)))
         inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
         self.model = keras.Model(
             inputs, {name: copy(inputs) for name, copy in zip(self.names, self.copies)},
             name=f"joint_{members}")
-        arguments = _compile_arguments(compile_config)
-        # One loss and a fresh set of metrics per member.
+        # One loss and a fresh set of metrics per member (metric objects hold state).
         per_member = [_compile_arguments(compile_config) for _ in self.names]
+        arguments = per_member[0]
         self.model.compile(
             optimizer=arguments["optimizer"],
             loss={name: arguments["loss"] for name in self.names},
