@@ -19,7 +19,13 @@ and per-epoch costs outweigh the arithmetic). All compiled with
 `keras_lottery.fast_compile_settings`, Adam, validation every 100
 iterations, the test set at the early stop and the end.
 
+With `--seeds N` each side runs N searches (seeds 0 to N-1) on one data
+order (`data_order="shared"`): one after another, one training at a time,
+against `run_together` (each round's trainings of every seed as one
+program; the dense rounds too). A round's time is then the sum over seeds.
+
     KERAS_BACKEND=jax python benchmarks/joint_rounds.py --data ../shared/data/mnist.npz
+    python benchmarks/joint_rounds.py --data mnist.npz --networks mlp lenet --seeds 3
     python benchmarks/joint_rounds.py --data mnist.npz --backends jax torch --networks lenet
 """
 
@@ -44,49 +50,61 @@ import keras_lottery as kl
 from keras_lottery import models
 
 began = time.perf_counter()
-keras.utils.set_random_seed(0)
 if spec["network"] == "lenet":
     with np.load(spec["data"]) as data:
         x = (data["x_train"][:spec["train"]].astype("float32") / 255)[..., None]
         y = data["y_train"][:spec["train"]].astype("int32")
         xt = (data["x_test"][:2000].astype("float32") / 255)[..., None]
         yt = data["y_test"][:2000].astype("int32")
-    model, lr = models.lenet_300_100(), 1.2e-3
+    network, lr = models.lenet_300_100, 1.2e-3
 elif spec["network"] == "mlp":
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3500, 40)).astype("float32")
     y = rng.integers(0, 10, 3500).astype("int32")
     xt, yt = x[:2000], y[:2000]
-    model, lr = models.mlp(), 1e-3
+    network, lr = models.mlp, 1e-3
 else:
     rng = np.random.default_rng(0)
     x = rng.random((spec["train"], 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, spec["train"]).astype("int32")
     xt, yt = x[:2000], y[:2000]
-    model, lr = models.conv2(), 2e-4
-model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy",
-              metrics=["accuracy"], **kl.fast_compile_settings(100))
-search = kl.TicketSearch(
-    model, x, y, rounds=spec["rounds"], controls=["random_reinit", "random_pruning"],
-    data_order="per_round", joint=spec["joint"], eval_every=100,
-    validation_data=(xt[:1000], yt[:1000]), test_data=(xt[1000:], yt[1000:]),
-    epochs=spec["epochs"] * (10 if spec["network"] == "mlp" else 1),
-    batch_size=100 if spec["network"] == "mlp" else 60, verbose=0, directory=spec["out"])
-result = search.run()
+    network, lr = models.conv2, 2e-4
+
+
+def search(seed):
+    keras.utils.set_random_seed(seed)
+    model = network()
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], **kl.fast_compile_settings(100))
+    return kl.TicketSearch(
+        model, x, y, rounds=spec["rounds"], controls=["random_reinit", "random_pruning"],
+        data_order="shared" if spec["seeds"] > 1 else "per_round", joint=spec["joint"],
+        eval_every=100, validation_data=(xt[:1000], yt[:1000]),
+        test_data=(xt[1000:], yt[1000:]),
+        epochs=spec["epochs"] * (10 if spec["network"] == "mlp" else 1),
+        batch_size=100 if spec["network"] == "mlp" else 60, verbose=0,
+        directory=f"{spec['out']}/seed_{seed}", seed=seed)
+
+
+searches = [search(seed) for seed in range(spec["seeds"])]
+if spec["joint"] and len(searches) > 1:
+    results = kl.run_together(searches)
+else:
+    results = [one.run() for one in searches]
+records = [r for result in results for r in result.records]
 seconds = time.perf_counter() - began
 print("RESULT " + json.dumps({
-    "seconds": seconds, "trainings": len(result.records),
-    "trained": sum(r.wall_time for r in result.records),
-    "rounds": [sum(r.wall_time for r in result.records if r.round == k)
+    "seconds": seconds, "trainings": len(records),
+    "trained": sum(r.wall_time for r in records),
+    "rounds": [sum(r.wall_time for r in records if r.round == k)
                for k in range(spec["rounds"] + 1)],
-    "accuracy": [round(r.final.get("test_accuracy", float("nan")), 4)
-                 for r in result.records]}))
+    "accuracy": [round(r.final.get("test_accuracy", float("nan")), 4) for r in records]}))
 """
 
 
 def run(backend, network, joint, args, out):
     spec = dict(network=network, joint=joint, data=args.data, rounds=args.rounds,
-                epochs=args.epochs, train=args.train, out=out)
+                epochs=args.epochs, train=args.train, seeds=args.seeds, out=out)
     env = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env,
                           capture_output=True, text=True, check=False)
@@ -106,6 +124,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train", type=int, default=55000,
                         help="training examples of lenet and conv2")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="searches of seeds 0..N-1; above 1, data_order='shared' and the "
+                        "joint side runs them with run_together (every round's trainings of "
+                        "every seed as one program), the other one search after another")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 

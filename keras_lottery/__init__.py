@@ -69,6 +69,7 @@ _NAMES = {
     "keras_lottery.sparse.gradual": ["GradualPruning"],
     "keras_lottery.sparse.dynamic": ["RigL", "SET"],
     "keras_lottery.search.ticket_search": ["TicketSearch"],
+    "keras_lottery.search.together": ["run_together"],
     "keras_lottery.search.results": ["InstabilityRecord", "RoundRecord", "SearchResult"],
     "keras_lottery.search.stability": ["instability"],
     "keras_lottery.search.aggregate": ["AggregateResult"],

@@ -423,8 +423,15 @@ def _run(args, argv=()) -> int:
         if result.instability or result.rewind_choice:
             print(result.stability_summary())
         return 0
-    busy = []
-    for seed in args.seeds:
+    busy, seeds = [], list(args.seeds)
+    if settings.get("joint") and settings.get("data_order") == "shared" and len(seeds) > 1:
+        try:
+            _searches_together(name, args, settings, out, keep)
+            seeds = []
+        except RunBusyError as error:
+            # One is running elsewhere: the others one after another, as without joint.
+            print(f"[keras-lottery] the seeds train one after another: {error}", flush=True)
+    for seed in seeds:
         try:
             _search(name, args, settings, out / f"seed_{seed}", seed, keep)
         except RunBusyError as error:
@@ -592,21 +599,32 @@ def _transferred(args):
 def _search(name, args, settings, directory, seed, accepted=lambda: None):
     """Runs (or resumes) one search in `directory` and writes its result.csv;
     `accepted` is called once the settings are checked, before any training."""
-    import keras
-
     from keras_lottery.runtime.distribution import data_parallel
     from keras_lottery.search.ticket_search import TicketSearch
 
-    class Accepted(keras.callbacks.Callback):
-        # The search checks its data and settings before its first training.
-        def on_train_begin(self, logs=None):
-            accepted()
-
     with data_parallel() if args.data_parallel else contextlib.nullcontext():
         search = TicketSearch.from_preset(name, directory=directory, seed=seed, **settings)
-        result = search.run(callbacks=[*search.callbacks, Accepted()])
+        search._when_accepted = accepted
+        result = search.run()
     (directory / "result.csv").write_text(result.to_csv())
     return result
+
+
+def _searches_together(name, args, settings, out, accepted):
+    """Runs (or resumes) `--seeds`' searches round by round, their rounds
+    trained as one program (`run_together`), and writes each one's result.csv."""
+    from keras_lottery.runtime.distribution import data_parallel
+    from keras_lottery.search.ticket_search import TicketSearch
+    from keras_lottery.search.together import run_together
+
+    with data_parallel() if args.data_parallel else contextlib.nullcontext():
+        searches = [TicketSearch.from_preset(name, directory=out / f"seed_{seed}", seed=seed,
+                                             **settings) for seed in args.seeds]
+        for search in searches:
+            search._when_accepted = accepted
+        results = run_together(searches)
+    for seed, result in zip(args.seeds, results):
+        (out / f"seed_{seed}" / "result.csv").write_text(result.to_csv())
 
 
 def _closest_preset(network, dataset):

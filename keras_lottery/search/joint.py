@@ -19,9 +19,11 @@ either way, only the time differs.
 """
 
 import gc
+import json
 import time
 
 import keras
+import numpy as np
 
 from keras_lottery import _keras
 from keras_lottery.masking.masks import apply_masks
@@ -33,9 +35,9 @@ from keras_lottery.search.training import FreshOptimizer, check_exact_zeros
 # `fit` settings that mean the same for one output as for several.
 SHARED_FIT = ("epochs", "batch_size", "steps_per_epoch", "shuffle")
 # What a user is told a joint round needs, when one falls back.
-NEEDS = ("data_order='per_round', no callbacks of your own, no instability measurement, "
-         "array data, one device, and a Sequential or Functional model of one input and one "
-         "output without regularization losses (the whole list: docs/search.md, 'A round's "
+NEEDS = ("data_order='per_round' or 'shared', no callbacks of your own, no instability "
+         "measurement, array data, one device, and a Sequential or Functional model of one "
+         "input and one output without regularization losses (the whole list: docs/search.md, 'A round's "
          "trainings side by side')")
 
 
@@ -51,14 +53,16 @@ class JointTrainer:
     def __init__(self, trainer, compile_config):
         self.trainer, self.compile_config = trainer, compile_config
         self._programs = {}  # Members -> _Program, compiled once per `run()`.
+        self._same_data = {}  # id(other JointTrainer) -> (it, whether its data are these).
 
     def why_not(self):
         """Why this search's rounds cannot train as one (a sentence), else None."""
         trainer, model = self.trainer, self.trainer.model
         config = trainer.config
-        if config.data_order != "per_round":
+        if config.data_order == "per_training":
             return ("each training draws its own data order (data_order='per_training'); "
-                    "with data_order='per_round' a round's trainings read its ticket's")
+                    "with data_order='per_round' or 'shared' a round's trainings read its "
+                    "ticket's")
         if trainer.callbacks:
             return "callbacks of your own expect one model per training"
         if config.instability:
@@ -110,26 +114,39 @@ class JointTrainer:
         `fit` raised later; `is_out_of_memory` tells which of those should
         rather train the members one at a time (after `release`).
         """
-        trainer = self.trainer
+        return self.train_many([(self.trainer, round_, members)])[0]
+
+    def train_many(self, parts):
+        """Trains the members of several searches' rounds as one program.
+
+        `parts` is `[(trainer, round_, members)]`: each a search's `Trainer`
+        and what `train` takes; every trainer after this one's must be one
+        it `shares` a program with. Returns one `train` result per part.
+        """
+        flat = [(trainer, round_, kind, start, masks)
+                for trainer, round_, members in parts for kind, start, masks in members]
         try:
-            program = self._program(len(members))
+            program = self._program(len(flat))
+            keys = [program.keys(index, trainer.model)
+                    for index, (trainer, *_) in enumerate(flat)]
         except Exception as error:  # noqa: BLE001 - any failure to copy: one at a time
             raise CannotShare(f"the model could not be copied side by side ({error})") \
                 from error
-        for index, (copy, (_, start, masks)) in enumerate(zip(program.copies, members)):
-            state.restore(copy, program.to_copy(index, start))
-            apply_masks(copy, program.to_copy(index, masks))
+        for copy, key, (_, _, _, start, masks) in zip(program.copies, keys, flat):
+            state.restore(copy, key.to_copy(start))
+            apply_masks(copy, key.to_copy(masks))
         program.optimizer.reset()
-        seed = trainer.data_seed(round_, "ticket")  # Every member's: one data order.
+        first, round_ = parts[0][0], parts[0][1]
+        seed = first.data_seed(round_, "ticket")  # Every member's: one data order.
         keras.utils.set_random_seed(seed)
         counters = [trainer.counter(_MemberIterations, _MemberEvaluation, member=copy)
-                    for copy in program.copies]
-        y = {name: trainer.y for name in program.names}
+                    for copy, (trainer, *_) in zip(program.copies, flat)]
+        y = {name: first.y for name in program.names}
         began = time.perf_counter()
         try:
             history = program.model.fit(
-                trainer.x, y, callbacks=[Reseed(seed), *counters],
-                verbose=2 if trainer.verbose == 2 else 0, **trainer.config.fit)
+                first.x, y, callbacks=[Reseed(seed), *counters],
+                verbose=2 if first.verbose == 2 else 0, **first.config.fit)
         except Exception as error:
             if program.trained or is_out_of_memory(error):
                 raise
@@ -137,11 +154,11 @@ class JointTrainer:
             # members' fault, nothing trained; they go on one at a time.
             raise CannotShare(f"the joint program failed to train ({error})") from error
         program.trained = True
-        share = (time.perf_counter() - began) / len(members)
+        share = (time.perf_counter() - began) / len(flat)
         found = []
-        for index, (name, copy, counter, (kind, _, masks)) in enumerate(zip(
-                program.names, program.copies, counters, members)):
-            check_exact_zeros(copy, program.to_copy(index, masks))
+        for name, copy, key, counter, (trainer, round_, kind, _, masks) in zip(
+                program.names, program.copies, keys, counters, flat):
+            check_exact_zeros(copy, key.to_copy(masks))
             prefix = f"{name}_"
             final = {f"train_{k[len(prefix):]}": float(v[-1])
                      for k, v in history.history.items() if v and k.startswith(prefix)}
@@ -149,8 +166,33 @@ class JointTrainer:
             # after it (as if it had begun that share before now).
             record = trainer.record(round_, kind, masks, copy, counter, final,
                                     time.perf_counter() - share)
-            found.append((record, program.from_copy(index, state.snapshot(copy))))
-        return found
+            found.append((record, key.from_copy(state.snapshot(copy))))
+        results, start = [], 0
+        for _, _, members in parts:
+            results.append(found[start:start + len(members)])
+            start += len(members)
+        return results
+
+    def shares(self, other, round_, other_round) -> str | None:
+        """Why another search's round `other_round` (`other`: its
+        `JointTrainer`) cannot train in one program with this search's round
+        `round_`, else None."""
+        mine, trainer = self.trainer, other.trainer
+        if trainer.data_seed(other_round, "ticket") != mine.data_seed(round_, "ticket"):
+            return ("their data orders differ (with data_order='shared' every seed's round "
+                    "reads the same batches)")
+        if trainer.config.fit != mine.config.fit:
+            return "their fit settings differ"
+        if id(other) not in self._same_data:  # Compared once per run.
+            self._same_data[id(other)] = (other, _same(trainer.x, mine.x)
+                                          and _same(trainer.y, mine.y))
+        if not self._same_data[id(other)][1]:
+            return "their training data differ"
+        if _signature(trainer.model) != _signature(mine.model):
+            return "their models differ"
+        if _json(other.compile_config) != _json(self.compile_config):
+            return "their models are compiled differently"
+        return None
 
     def release(self):
         """Lets go of every program (copies, optimizer slots, compiled steps)."""
@@ -162,6 +204,35 @@ class JointTrainer:
             self._programs[members] = _Program(self.trainer.model, self.compile_config,
                                                members)
         return self._programs[members]
+
+
+def serve_jointly(requests) -> list:
+    """Trains what searches offered as one program (`TicketSearch._start`).
+
+    `requests` is `[(joint, round_, members)]`, each a search's `JointTrainer`
+    and round, the first's sharing a program with the others' (`shares`).
+    Answers each with its `[(record, trained)]`; or, where they cannot train
+    as one, with why (a sentence, after letting go of the programs); or None
+    for a lone training, which has nothing to share.
+    """
+    joint, round_, members = requests[0]
+    if len(requests) == 1 and len(members) == 1:
+        return [None]
+    reason = None
+    try:
+        if len(requests) == 1:
+            return [joint.train(round_, members)]
+        return joint.train_many([(j.trainer, r, m) for j, r, m in requests])
+    except CannotShare as error:
+        reason = str(error)
+    except Exception as error:  # noqa: BLE001 - a device out of memory only
+        if not is_out_of_memory(error):
+            raise
+        count = sum(len(m) for _, _, m in requests)
+        reason = f"round {round_}'s {count} trainings do not fit in memory side by side"
+    # Out of the `except`: its traceback holds the failed fit.
+    joint.release()
+    return [reason] * len(requests)
 
 
 class CannotShare(Exception):
@@ -180,8 +251,8 @@ class _Program:
 
     Each copy is built in its own name scope (`member_<i>/...`): two copies
     with one variable path would be one parameter to torch. States and masks
-    cross between the search's model and a copy by position (`to_copy`,
-    `from_copy`): the copies' variables are the model's, in its order.
+    cross between a search's model and a copy by position (`keys`): the
+    copies' variables are the network's, in its order.
     """
 
     def __init__(self, model, compile_config, members):
@@ -197,15 +268,13 @@ class _Program:
             # model's current configuration), for the evaluations outside `fit`.
             copy.compile(**_compile_arguments(compile_config))
             self.copies.append(copy)
-        own = state.state_variables(model)
-        shapes = [tuple(v.shape) for v in own.values()]
-        self._to_copy, self._from_copy = [], []
+        self._signature = _signature(model)
+        self._own = {}  # id(model) -> (model, its state keys): the models whose states cross.
+        self._theirs = []  # Each copy's state keys.
         for copy in self.copies:
-            theirs = state.state_variables(copy)
-            if [tuple(v.shape) for v in theirs.values()] != shapes:
+            if _signature(copy) != self._signature:
                 raise ValueError("its copy has other variables than the model")
-            self._to_copy.append(dict(zip(own, theirs)))
-            self._from_copy.append(dict(zip(theirs, own)))
+            self._theirs.append(list(state.state_variables(copy)))
         inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
         self.model = keras.Model(
             inputs, {name: copy(inputs) for name, copy in zip(self.names, self.copies)},
@@ -223,12 +292,60 @@ class _Program:
             steps_per_execution=arguments.get("steps_per_execution", 1))
         self.optimizer = FreshOptimizer(self.model, None)
 
-    def to_copy(self, index: int, values: dict) -> dict:
-        """A snapshot or masks of the search's model, keyed as copy `index`'s."""
-        return {self._to_copy[index][k]: v for k, v in values.items()}
+    def keys(self, index: int, model) -> "_Keys":
+        """How a state or masks of `model` (the search's model, or another
+        search's of the same network) cross to copy `index` and back: by
+        position, the variables of both being the network's, in its order."""
+        if id(model) not in self._own:
+            if _signature(model) != self._signature:
+                raise ValueError(f"{model.name} is not the network the copies were made of")
+            # Kept with the model: an id is only unique while its object lives.
+            self._own[id(model)] = (model, list(state.state_variables(model)))
+        return _Keys(self._own[id(model)][1], self._theirs[index])
 
-    def from_copy(self, index: int, values: dict) -> dict:
-        return {self._from_copy[index][k]: v for k, v in values.items()}
+
+class _Keys:
+    """A model's state keys against a copy's, position by position."""
+
+    def __init__(self, own, theirs):
+        self._to, self._from = dict(zip(own, theirs)), dict(zip(theirs, own))
+
+    def to_copy(self, values: dict) -> dict:
+        """A snapshot or masks of the model, keyed as the copy's."""
+        return {self._to[k]: v for k, v in values.items()}
+
+    def from_copy(self, values: dict) -> dict:
+        return {self._from[k]: v for k, v in values.items()}
+
+
+def _signature(model) -> list:
+    """What two models must share for one's state to be the other's: each
+    layer's class and each state variable's shape and dtype, in order."""
+    return ([type(layer).__name__ for layer in _keras.sublayers(model)],
+            [(tuple(v.shape), v.dtype) for v in state.state_variables(model).values()])
+
+
+def _same(a, b) -> bool:
+    """Whether two training arrays hold the same values (the same object, at best)."""
+    if a is b:
+        return True
+    if a is None or b is None or np.shape(a) != np.shape(b):
+        return False
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def _json(config) -> str:
+    """A compile configuration as text, without the objects' names (Keras
+    numbers those per process: `adam`, `adam_1`, ...)."""
+
+    def unnamed(value):
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, (list, tuple)):
+            return [unnamed(v) for v in value]
+        return value
+
+    return json.dumps(unnamed(config), sort_keys=True, default=str)
 
 
 def _array(value) -> bool:

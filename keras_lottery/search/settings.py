@@ -36,7 +36,7 @@ MODES = ("auto", "min", "max")
 STABILITY_NETWORKS = ("dense", "pruned")
 NORMALIZATION = ("recompute", "interpolate")
 INITIAL_WEIGHTS = (None, "current")
-DATA_ORDERS = ("per_training", "per_round")
+DATA_ORDERS = ("per_training", "per_round", "shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,11 +259,13 @@ SETTINGS = (
             flag=dict(nargs="+", choices=CONTROLS)),
     Setting("data_order", "per_training", "per_training: each training its own data order, "
             "seeded by round and kind; per_round: a round's controls read its ticket's batches "
-            "in its order (paired, and what joint needs)", _data_order,
+            "in its order (paired, and what joint needs); shared: every seed's round reads "
+            "the same batches (what lets several seeds train as one)", _data_order,
             flag=dict(choices=DATA_ORDERS)),
     Setting("joint", False, "train a round's ticket and controls as one compiled program "
-            "where they share a data order (data_order='per_round'); the numbers are those "
-            "of one at a time", _boolean, flag=dict(action="store_true")),
+            "where they share a data order (data_order per_round or shared; with shared and "
+            "--seeds, the seeds' rounds too); the numbers are those of one at a time",
+            _boolean, flag=dict(action="store_true")),
     Setting("eval_every", None, "iterations between evaluations (default: each epoch's end)",
             _optional(_positive_integer), flag=dict(type=int)),
     Setting("monitor", "val_loss", "the early-stop quantity: val_loss or val_<metric>",

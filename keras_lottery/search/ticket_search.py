@@ -33,12 +33,7 @@ from keras_lottery.search import preflight as checks
 from keras_lottery.search import transfer as mask_transfer
 from keras_lottery.search.callbacks import CaptureState
 from keras_lottery.search.export import write_model_config
-from keras_lottery.search.joint import (
-    NEEDS as JOINT_NEEDS,
-    CannotShare,
-    JointTrainer,
-    is_out_of_memory,
-)
+from keras_lottery.search.joint import NEEDS as JOINT_NEEDS, JointTrainer, serve_jointly
 from keras_lottery.masking.masks import apply_masks, get_masks, rates_for
 from keras_lottery.search.progress import Progress
 from keras_lottery.pruning.rules import PruneRates, random_masks_like
@@ -154,15 +149,19 @@ class TicketSearch:
             ticket's masks, each kept weight set to the sign of its rewind
             value times its layer's standard deviation). Defaults to none.
         data_order: `"per_training"` (each training draws its own data
-            order from the seed, its round and its kind: the default) or
+            order from the seed, its round and its kind: the default),
             `"per_round"` (a round's controls read its ticket's batches in
             its order: a paired comparison, and what lets `joint` train
-            them as one). Starts, masks and reinitializations stay each one's own.
+            them as one) or `"shared"` (as `"per_round"`, and every seed's
+            round reads the same batches, those of seed 0's: seeds then
+            differ only in their starts and masks, and `run_together` trains
+            their rounds as one). Starts, masks and reinitializations stay
+            each one's own.
         joint: train each pruned round's ticket and controls side by side
             as one compiled program (`keras_lottery.search.joint`): with
-            `data_order="per_round"`, a model Keras can copy, no callbacks of
-            your own and no `instability`. Every number is what one training
-            at a time gives; where they cannot share a program (or do not
+            `data_order` `"per_round"` or `"shared"`, a model Keras can
+            copy, no callbacks of your own and no `instability`. Every
+            number is what one training at a time gives; where they cannot share a program (or do not
             fit in memory together), they train one at a time, said once.
             Defaults to False.
         eval_every: evaluate on `validation_data` (and `test_data`) every this
@@ -273,6 +272,8 @@ class TicketSearch:
             checks.check_fresh_initialization(self.model, self.theta0, self.initial_masks)
         self.optimizer = FreshOptimizer(self.model, self.compile_config)
         self._records = None  # Once opened: every finished training, in order.
+        # Called once `run` has accepted its arguments, before any training.
+        self._when_accepted = None
 
     # -- public -------------------------------------------------------------
 
@@ -320,6 +321,24 @@ class TicketSearch:
             return self._run(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
 
     def _run(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
+        steps = self._start(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
+        outcome = None
+        while True:
+            try:
+                request = steps.send(outcome)
+            except StopIteration as done:
+                return done.value
+            outcome = serve_jointly([request])[0]
+
+    def _start(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs,
+               together=False):
+        """Takes `run`'s arguments and opens the run directory (refusing bad
+        ones before any work), then returns the search's trainings as a
+        generator. Where trainings may train as one program it yields
+        `(joint, round_, [(kind, start, masks)])` and is sent back what
+        `serve_jointly` answers; it returns the `SearchResult`. `together`:
+        its searches train beside others' (`run_together`), so a lone
+        training (a dense round, a ticket without controls) is offered too."""
         before = {name: getattr(self, name) for name in self._RUN_ARGUMENTS}
         try:
             self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
@@ -333,22 +352,34 @@ class TicketSearch:
         trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
                           self.validation_data, self.test_data, self.callbacks, self.verbose)
         progress = Progress(self._planned_trainings(), len(records), self.verbose)
-        joint = JointTrainer(trainer, self.compile_config) if self.joint else None
+        self._joint = (JointTrainer(trainer, self.compile_config) if self.joint or together
+                       else None)
         # Asked again each run: its callbacks and data may differ from the last.
         self._joint_refusal = None
+        if self._when_accepted is not None:  # The command line keeps its command now.
+            self._when_accepted()
+        return self._trainings(trainer, records, progress, 1 if together else 2)
+
+    def _trainings(self, trainer, records, progress, fewest):
+        """The search's trainings in order (see `_start`); `fewest`: how many
+        trainings a round needs to be offered as one program."""
+
+        def keep(record):
+            records.append(record)
+            self._save(records, progress)
+
         for round_ in self._rounds(records):
             masks = self._masks_for(round_)
             pending = [kind for kind in ("ticket", *self.controls)
                        if round_ > 0 and not self._has(round_, kind)]
-            if "ticket" in pending and self._trains_jointly(joint, pending):
+            if round_ == 0 and not self._has(0, "ticket") and self._dense_round_may_share():
+                pending = ["ticket"]
+            if "ticket" in pending and self._trains_jointly(pending, fewest):
                 # The ticket with its controls; each saved as it would be alone.
-                for record in self._train_jointly(joint, round_, masks, pending):
-                    records.append(record)
-                    self._save(records, progress)
+                yield from self._train_jointly(trainer, round_, masks, pending, keep)
                 continue
             if not self._has(round_, "ticket"):
-                records.append(self._train_ticket(trainer, round_, masks))
-                self._save(records, progress)
+                keep(self._train_ticket(trainer, round_, masks))
             if round_ == 0 and self.config.rewind_candidates and self.rewind_state is None:
                 self._choose_rewind(trainer)
                 self._save(records, None)
@@ -357,14 +388,11 @@ class TicketSearch:
                 self._save(records, None)
             pending = [kind for kind in self.controls if round_ > 0
                        and not self._has(round_, kind)]
-            if self._trains_jointly(joint, pending):
-                for record in self._train_jointly(joint, round_, masks, pending):
-                    records.append(record)
-                    self._save(records, progress)
+            if self._trains_jointly(pending, fewest):
+                yield from self._train_jointly(trainer, round_, masks, pending, keep)
                 continue
             for kind in pending:
-                records.append(self._train_control(trainer, round_, kind, masks))
-                self._save(records, progress)
+                keep(self._train_control(trainer, round_, kind, masks))
         return self._result(records)
 
     def instability(self, round: int = 0):  # noqa: A002 - mirrors RoundRecord.round
@@ -585,50 +613,49 @@ class TicketSearch:
 
     # -- trainings side by side --------------------------------------------------
 
-    def _trains_jointly(self, joint, kinds) -> bool:
-        """Whether `kinds` (two or more) train as one; the first time one
-        cannot, says why, once."""
-        if joint is None or len(kinds) < 2:
+    def _trains_jointly(self, kinds, fewest=2) -> bool:
+        """Whether `kinds` (at least `fewest`) may train as one; the first
+        time they cannot, says why, once."""
+        if self._joint is None or len(kinds) < fewest:
             return False
         if self._joint_refusal is None:
-            self._joint_refusal = joint.why_not() or ""
+            self._joint_refusal = self._joint.why_not() or ""
             if self._joint_refusal and self.verbose:
                 print(f"[keras-lottery] joint: each training trains on its own: "
                       f"{self._joint_refusal}. A round trains as one with {JOINT_NEEDS}.",
                       flush=True)
         return not self._joint_refusal
 
-    def _train_jointly(self, joint, round_, masks, kinds):
-        """Round `round_`'s `kinds` trained as one program; yields their records
-        in order, each saved as its own training saves it."""
-        members = [(kind, self.rewind_state, masks) if kind == "ticket"
+    def _dense_round_may_share(self) -> bool:
+        """Whether round 0 is a plain training (no state captured along it)."""
+        config = self.config
+        return not (config.rewind_step or config.rewind_candidates or config.instability)
+
+    def _train_jointly(self, trainer, round_, masks, kinds, keep):
+        """Round `round_`'s `kinds` offered as one program (yielded, see
+        `_start`); each record then saved as its own training saves it, or
+        each trained alone if `serve_jointly` answers why not (a sentence:
+        said, and no round of this run is offered again) or None."""
+        start = self.theta0 if round_ == 0 else self.rewind_state
+        members = [(kind, start, masks) if kind == "ticket"
                    else (kind, *self._control(round_, kind, masks)) for kind in kinds]
-        trained = reason = None
-        try:
-            trained = joint.train(round_, members)
-        except CannotShare as error:
-            reason = str(error)
-        except Exception as error:  # noqa: BLE001 - a device out of memory only
-            if not is_out_of_memory(error):
-                raise
-            reason = f"round {round_}'s {len(kinds)} trainings do not fit in memory side by side"
-        if reason is not None:  # Out of the `except`: its traceback holds the failed fit.
-            self._joint_refusal = reason
-            joint.release()
-            if self.verbose:
-                print(f"[keras-lottery] joint: {reason}; each training trains on its own "
-                      "from now on.", flush=True)
-            trainer = joint.trainer
+        trained = yield (self._joint, round_, members)
+        if not isinstance(trained, list):
+            if trained is not None:
+                self._joint_refusal = trained
+                if self.verbose:
+                    print(f"[keras-lottery] joint: {trained}; each training trains on its "
+                          "own from now on.", flush=True)
             for kind in kinds:
-                yield (self._train_ticket(trainer, round_, masks) if kind == "ticket"
-                       else self._train_control(trainer, round_, kind, masks))
+                keep(self._train_ticket(trainer, round_, masks) if kind == "ticket"
+                     else self._train_control(trainer, round_, kind, masks))
             return
         for (kind, _, member_masks), (record, state_after) in zip(members, trained):
             if kind == "ticket":
                 self._save_ticket(record, masks, state_after)
             else:
                 self._save_control(record, member_masks, state_after)
-            yield record
+            keep(record)
 
     # -- instability -----------------------------------------------------------
 

@@ -112,12 +112,15 @@ class Trainer:
         return self.record(round_, kind, masks, self.model, counter, final, began)
 
     def data_seed(self, round_, kind) -> int:
-        """The seed a training's `fit` is seeded with: its own (`seed_for`),
-        or with `data_order="per_round"` its round's ticket's. It decides the
+        """The seed a training's `fit` is seeded with: its own (`seed_for`);
+        with `data_order="per_round"` its round's ticket's; with `"shared"`
+        seed 0's round's ticket's, whatever the search's seed. It decides the
         data order, and on torch an unseeded Dropout's draws; other dropout
         draws come from the start's seed-generator states."""
-        shared = self.config.data_order == "per_round"
-        return seed_for(self.config.seed, round_, "ticket" if shared else kind)
+        order = self.config.data_order
+        if order == "shared":
+            return seed_for(0, round_, "ticket")
+        return seed_for(self.config.seed, round_, "ticket" if order == "per_round" else kind)
 
     def counter(self, counting=IterationCounter, evaluating=PeriodicEvaluation, **kwargs):
         """The callback that counts iterations and, with validation data,
