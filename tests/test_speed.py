@@ -57,3 +57,22 @@ def test_a_compiled_search_keeps_exact_zeros_rewinds_and_seeds():
     for a, b in zip(result.records, again.records):
         assert (a.round, a.kind) == (b.round, b.kind)
         assert a.curves == b.curves and a.final == b.final and a.early_stop == b.early_stop
+
+
+def test_a_first_step_traced_with_gradients_present_changes_no_number():
+    from keras_lottery.runtime import speed
+
+    weights = []
+    for prepared in (False, True):
+        keras.utils.set_random_seed(1)
+        model = compiled_mlp()
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                      jit_compile=keras.backend.backend() != "jax" or "auto")
+        if prepared:
+            speed.trace_once(model)
+            if keras.backend.backend() == "torch":
+                assert all(v.value.grad is not None for v in model.trainable_variables)
+        model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    for before, after in zip(*weights):
+        np.testing.assert_array_equal(before, after)

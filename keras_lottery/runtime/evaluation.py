@@ -21,7 +21,11 @@ from keras_lottery.runtime.distribution import predict_on_batch, scope_of, unsca
 _PENDING_ELEMENTS = 1 << 24
 
 
-def evaluate(model, data, batch_size: int = 1000) -> dict[str, float]:
+# The batch size of a search's evaluations of array data.
+EVALUATION_BATCH = 1000
+
+
+def evaluate(model, data, batch_size: int = EVALUATION_BATCH) -> dict[str, float]:
     """`{"loss": ..., <metric name>: ...}` of `model` on `data`, as `model.evaluate` gives.
 
     Args:

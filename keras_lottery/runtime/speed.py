@@ -61,3 +61,25 @@ def _keras_version() -> tuple:
         digits = "".join(c for c in part if c.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
+
+
+def trace_once(model) -> None:
+    """Before a model's first compiled training step: on torch, gives each
+    trainable variable a zero gradient where it has none.
+
+    Keras' torch train step first clears the gradients (`zero_grad`), and
+    `torch.compile` guards on whether each one exists: a first step traced
+    with none would be traced and compiled again at the second step, once
+    backward has made them (3-6 s more for LeNet-300-100 on a 2-core CPU,
+    `benchmarks/` "Against the plain PyTorch loop"). The step clears them
+    before its own backward pass, so no number changes. Other backends
+    keep no gradients on their variables: nothing to do.
+    """
+    if keras.backend.backend() != "torch" or not model.jit_compile:
+        return
+    import torch  # The torch backend only: torch is installed there.
+
+    for variable in model.trainable_variables:
+        tensor = variable.value  # A torch Parameter on this backend.
+        if tensor.grad is None:
+            tensor.grad = torch.zeros_like(tensor)

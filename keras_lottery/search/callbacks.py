@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_lottery.search import state
-from keras_lottery.runtime.evaluation import evaluate
+from keras_lottery.runtime.evaluation import EVALUATION_BATCH, evaluate
 from keras_lottery.search.settings import best_function
 
 
@@ -82,8 +82,8 @@ class PeriodicEvaluation(IterationCounter):
             for the search. Defaults to "auto".
     """
 
-    def __init__(self, validation_data, test_data=None, every=None, batch_size=1000,
-                 epoch_logs=True, test_curves=False, monitor="val_loss", mode="auto"):
+    def __init__(self, validation_data, test_data=None, every=None,
+                 batch_size=EVALUATION_BATCH, epoch_logs=True, test_curves=False, monitor="val_loss", mode="auto"):
         super().__init__()
         self.sets = {"val": validation_data}
         if test_data is not None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_lottery import _keras
 from keras_lottery.masking.masks import apply_masks
-from keras_lottery.runtime import distribution
+from keras_lottery.runtime import distribution, speed
 from keras_lottery.search import state
 from keras_lottery.search.callbacks import IterationCounter, PeriodicEvaluation, Reseed
 from keras_lottery.search.training import FreshOptimizer, check_exact_zeros
@@ -142,6 +142,7 @@ class JointTrainer:
         counters = [trainer.counter(_MemberIterations, _MemberEvaluation, member=copy)
                     for copy, (trainer, *_) in zip(program.copies, flat)]
         y = {name: first.y for name in program.names}
+        speed.trace_once(program.model)
         began = time.perf_counter()
         try:
             history = program.model.fit(

@@ -12,7 +12,7 @@ from keras_lottery.pruning import planning
 
 from keras_lottery.search import state
 from keras_lottery.masking.conversion import prunable
-from keras_lottery.runtime.evaluation import batches, evaluate
+from keras_lottery.runtime.evaluation import EVALUATION_BATCH, batches, evaluate
 from keras_lottery.masking.masks import masked_layers, prunable_variables
 from keras_lottery.masking.sparsity import warn_unmasked
 from keras_lottery.search.training import REINIT_OFFSET
@@ -176,7 +176,10 @@ def check_labels(model, name, y):
 def check_monitor(model, validation_data, monitor):
     """Evaluates one batch of the validation data: it fits the model, and
     `monitor` is among the quantities recorded."""
-    first = next(batches(validation_data, 32), None)
+    # A batch of the size every evaluation uses: the compiled evaluation step
+    # traced here is the one they reuse (on torch, each new batch size is
+    # another `torch.compile`).
+    first = next(batches(validation_data, EVALUATION_BATCH), None)
     if first is None:
         raise ValueError("Expected `validation_data` with at least one example. Received none.")
     try:

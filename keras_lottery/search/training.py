@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_lottery.pruning import rules as pruning
+from keras_lottery.runtime import speed
 
 from keras_lottery.search import state
 from keras_lottery.search.callbacks import IterationCounter, PeriodicEvaluation, Reseed
@@ -98,6 +99,7 @@ class Trainer:
         seed = self.data_seed(round_, kind) if seed is None else seed
         keras.utils.set_random_seed(seed)
         counter = self.counter()
+        speed.trace_once(self.model)
         began = time.perf_counter()
         history = self.model.fit(
             self.x, self.y, callbacks=[Reseed(seed), counter, *extra, *self.callbacks],
