@@ -424,6 +424,9 @@ def _run(args, argv=()) -> int:
             print(result.stability_summary())
         return 0
     busy, seeds = [], list(args.seeds)
+    if settings.get("joint") and settings.get("data_order") != "shared" and len(seeds) > 1:
+        print("[keras-lottery] joint: the seeds run one after another (each draws its own data "
+              "order); with --data-order shared their rounds train as one.", flush=True)
     if settings.get("joint") and settings.get("data_order") == "shared" and len(seeds) > 1:
         try:
             _searches_together(name, args, settings, out, keep)

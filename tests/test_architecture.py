@@ -71,6 +71,7 @@ LAYER = {
     "keras_lottery.search.ticket_search": "search",
     "keras_lottery.search.training": "search",
     "keras_lottery.search.joint": "search",
+    "keras_lottery.search.together": "search",
     "keras_lottery.search.transfer": "search",
     "keras_lottery.data": "data",
     "keras_lottery.data.datasets": "data",

@@ -56,16 +56,15 @@ def test_shared_order_is_seed_zeros_per_round_order():
 
 
 def test_seeds_of_their_own_data_orders_train_apart_said_once(tmp_path, programs, capsys):
-    results = kl.run_together([search(tmp_path / f"own_{s}", s, data_order="per_round")
-                               for s in (3, 4)])
+    own = dict(data_order="per_round", rounds=1, controls=["random_pruning"])
+    results = kl.run_together([search(tmp_path / f"own_{s}", s, **own) for s in (3, 4)])
     out = capsys.readouterr().out
     assert out.count("train apart") == 1 and "data_order='shared'" in out
     # Each seed's round still trains its ticket and controls as one.
-    assert sorted(programs) == [[(s, r, kind) for kind in ("ticket", *CONTROLS)]
-                                for s in (3, 4) for r in (1, 2)]
-    alone = search(tmp_path / "alone", 4, data_order="per_round", joint=False).run()
+    assert sorted(programs) == [[(s, 1, "ticket"), (s, 1, "random_pruning")] for s in (3, 4)]
+    search(tmp_path / "alone", 4, joint=False, **own).run()
     same_runs(tmp_path / "own_4", tmp_path / "alone")
-    assert len(results[0].records) == 9
+    assert len(results[0].records) == 3
 
 
 def test_an_interrupted_together_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
@@ -77,14 +76,15 @@ def test_an_interrupted_together_run_resumes_to_the_same_numbers(tmp_path, monke
         return train_many(self, parts)
 
     monkeypatch.setattr(joint_module.JointTrainer, "train_many", stopped_at_round_2)
+    one = dict(controls=["random_pruning"])
     with pytest.raises(KeyboardInterrupt):
-        kl.run_together([search(tmp_path / f"run_{s}", s) for s in (3, 4)])
+        kl.run_together([search(tmp_path / f"run_{s}", s, **one) for s in (3, 4)])
     monkeypatch.undo()
     # Seed 4 alone for a while: it resumes, and the two meet again.
-    search(tmp_path / "run_4", 4, rounds=1).run()
-    kl.run_together([search(tmp_path / f"run_{s}", s) for s in (3, 4)])
+    search(tmp_path / "run_4", 4, rounds=1, **one).run()
+    kl.run_together([search(tmp_path / f"run_{s}", s, **one) for s in (3, 4)])
     for seed in (3, 4):
-        search(tmp_path / f"alone_{seed}", seed, joint=False).run()
+        search(tmp_path / f"alone_{seed}", seed, joint=False, **one).run()
         same_runs(tmp_path / f"run_{seed}", tmp_path / f"alone_{seed}")
 
 
