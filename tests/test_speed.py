@@ -66,11 +66,12 @@ def test_a_first_step_traced_with_gradients_present_changes_no_number():
     for prepared in (False, True):
         keras.utils.set_random_seed(1)
         model = compiled_mlp()
+        # Compiled as the presets compile (no torch.compile with Keras 3.11).
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
-                      jit_compile=keras.backend.backend() != "jax" or "auto")
+                      jit_compile=kl.fast_compile_settings()["jit_compile"])
         if prepared:
             speed.trace_once(model)
-            if keras.backend.backend() == "torch":
+            if keras.backend.backend() == "torch" and model.jit_compile:
                 assert all(v.value.grad is not None for v in model.trainable_variables)
         model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
         weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
