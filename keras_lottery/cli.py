@@ -424,16 +424,19 @@ def _run(args, argv=()) -> int:
             print(result.stability_summary())
         return 0
     busy, seeds = [], list(args.seeds)
-    if settings.get("joint") and settings.get("data_order") != "shared" and len(seeds) > 1:
+    shared = settings.get("data_order") == "shared"
+    if settings.get("joint") and not shared and len(seeds) > 1:
         print("[keras-lottery] joint: the seeds run one after another (each draws its own data "
               "order); with --data-order shared their rounds train as one.", flush=True)
-    if settings.get("joint") and settings.get("data_order") == "shared" and len(seeds) > 1:
-        try:
-            _searches_together(name, args, settings, out, keep)
-            seeds = []
-        except RunBusyError as error:
-            # One is running elsewhere: the others one after another, as without joint.
-            print(f"[keras-lottery] the seeds train one after another: {error}", flush=True)
+    if settings.get("joint") and shared and len(seeds) > 1:
+        seeds = _free_seeds(out, seeds, busy)
+        if len(seeds) > 1:
+            try:
+                _searches_together(name, args, settings, out, seeds, keep)
+                seeds = []
+            except RunBusyError as error:
+                # Taken meanwhile by another process: one after another, skipping it.
+                print(f"[keras-lottery] the seeds train one after another: {error}", flush=True)
     for seed in seeds:
         try:
             _search(name, args, settings, out / f"seed_{seed}", seed, keep)
@@ -613,8 +616,24 @@ def _search(name, args, settings, directory, seed, accepted=lambda: None):
     return result
 
 
-def _searches_together(name, args, settings, out, accepted):
-    """Runs (or resumes) `--seeds`' searches round by round, their rounds
+def _free_seeds(out, seeds, busy) -> list:
+    """`seeds` but those another process (or machine) runs now, which go to
+    `busy`, said as the loop over seeds says it."""
+    from keras_lottery.search.run_directory import RunDirectory
+
+    free = []
+    for seed in seeds:
+        try:
+            with RunDirectory(out / f"seed_{seed}").claimed():
+                free.append(seed)
+        except RunBusyError as error:
+            print(f"[keras-lottery] seed {seed} skipped: {error}", flush=True)
+            busy.append(seed)
+    return free
+
+
+def _searches_together(name, args, settings, out, seeds, accepted):
+    """Runs (or resumes) `seeds`' searches round by round, their rounds
     trained as one program (`run_together`), and writes each one's result.csv."""
     from keras_lottery.runtime.distribution import data_parallel
     from keras_lottery.search.ticket_search import TicketSearch
@@ -622,11 +641,11 @@ def _searches_together(name, args, settings, out, accepted):
 
     with data_parallel() if args.data_parallel else contextlib.nullcontext():
         searches = [TicketSearch.from_preset(name, directory=out / f"seed_{seed}", seed=seed,
-                                             **settings) for seed in args.seeds]
+                                             **settings) for seed in seeds]
         for search in searches:
             search._when_accepted = accepted
         results = run_together(searches)
-    for seed, result in zip(args.seeds, results):
+    for seed, result in zip(seeds, results):
         (out / f"seed_{seed}" / "result.csv").write_text(result.to_csv())
 
 

@@ -52,22 +52,54 @@ def joint_calls(monkeypatch):
     return calls
 
 
-def same_runs(a, b):
-    """Every record (but its time), and every array kept, equal bit for bit."""
+def same_runs(a, b, exact=True):
+    """Every record (but its time), and every array kept, equal bit for bit;
+    or, not `exact`, masks and counts equal and numbers to float rounding."""
     records = [json.loads((a / "rounds" / p.name).read_text())
                for p in sorted((a / "rounds").glob("*.json"))]
     others = [json.loads(p.read_text()) for p in sorted((b / "rounds").glob("*.json"))]
     assert len(records) == len(others)
     for mine, theirs in zip(records, others):
         mine.pop("wall_time"), theirs.pop("wall_time")
-        assert mine == theirs, (mine["round"], mine["kind"])
+        if exact:
+            assert mine == theirs, (mine["round"], mine["kind"])
+        else:
+            _close(mine, theirs)
     files = sorted(p.relative_to(a) for p in a.rglob("*.npz"))
     assert files == sorted(p.relative_to(b) for p in b.rglob("*.npz"))
     for name in files:
         with np.load(a / name) as mine, np.load(b / name) as theirs:
             assert sorted(mine) == sorted(theirs)
             for key in mine:
-                np.testing.assert_array_equal(mine[key], theirs[key], err_msg=f"{name} {key}")
+                if exact or not np.issubdtype(mine[key].dtype, np.floating):
+                    np.testing.assert_array_equal(mine[key], theirs[key],
+                                                  err_msg=f"{name} {key}")
+                else:
+                    np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-4, atol=1e-6,
+                                               err_msg=f"{name} {key}")
+
+
+def _close(mine, theirs):
+    if isinstance(mine, dict):
+        assert sorted(mine) == sorted(theirs)
+        for key in mine:
+            _close(mine[key], theirs[key])
+    elif isinstance(mine, list):
+        assert len(mine) == len(theirs)
+        for one, other in zip(mine, theirs):
+            _close(one, other)
+    elif isinstance(mine, float):
+        assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-6)
+    else:
+        assert mine == theirs
+
+
+def compiled_by_torch():
+    """Whether models compiled as the presets compile run through
+    `torch.compile`, whose kernels depend on what the process compiled before
+    (its dynamic-shape decisions): two trainings in one process then agree
+    to float rounding, not bit for bit."""
+    return keras.backend.backend() == "torch" and kl.fast_compile_settings()["jit_compile"]
 
 
 def test_a_joint_round_equals_its_trainings_one_at_a_time(tmp_path, joint_calls, capsys):

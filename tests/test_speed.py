@@ -70,10 +70,16 @@ def test_a_first_step_traced_with_gradients_present_changes_no_number():
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
                       jit_compile=kl.fast_compile_settings()["jit_compile"])
         if prepared:
-            speed.trace_once(model)
+            speed.create_gradients(model)
             if keras.backend.backend() == "torch" and model.jit_compile:
                 assert all(v.value.grad is not None for v in model.trainable_variables)
         model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
         weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    # With torch.compile, to float rounding: the second fit's kernels may be
+    # compiled for dynamic shapes after the first (or earlier tests) saw others.
+    # Gradients left to add up would differ by far more.
     for before, after in zip(*weights):
-        np.testing.assert_array_equal(before, after)
+        if keras.backend.backend() == "torch":
+            np.testing.assert_allclose(before, after, rtol=1e-4, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(before, after)

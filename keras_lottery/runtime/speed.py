@@ -63,7 +63,7 @@ def _keras_version() -> tuple:
     return tuple(parts)
 
 
-def trace_once(model) -> None:
+def create_gradients(model) -> None:
     """Before a model's first compiled training step: on torch, gives each
     trainable variable a zero gradient where it has none.
 

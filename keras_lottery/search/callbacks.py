@@ -83,7 +83,8 @@ class PeriodicEvaluation(IterationCounter):
     """
 
     def __init__(self, validation_data, test_data=None, every=None,
-                 batch_size=EVALUATION_BATCH, epoch_logs=True, test_curves=False, monitor="val_loss", mode="auto"):
+                 batch_size=EVALUATION_BATCH, epoch_logs=True, test_curves=False,
+                 monitor="val_loss", mode="auto"):
         super().__init__()
         self.sets = {"val": validation_data}
         if test_data is not None:

@@ -11,8 +11,10 @@ Nothing couples the members: the joint loss is the sum of theirs, so the
 only term that reaches a member's weights is its own loss, and the optimizer
 updates each variable from its own gradient and slots. Each member therefore
 computes what it would alone: bit for bit on JAX, TensorFlow and torch on a
-CPU (`tests/test_joint.py` compares every record, mask and weight); on a GPU,
-as far as its kernels are deterministic between two programs. What would
+CPU (`tests/test_joint.py` compares every record, mask and weight), but with
+`torch.compile`, whose kernels depend on what the process compiled before
+(to float rounding then); on a GPU, as far as its kernels are deterministic
+between two programs. What would
 couple them, or could not be split per member, makes the round fall back to
 one training at a time (`JointTrainer.why_not`): the numbers are the same
 either way, only the time differs.
@@ -21,6 +23,7 @@ either way, only the time differs.
 import gc
 import json
 import time
+import typing
 
 import keras
 import numpy as np
@@ -37,8 +40,8 @@ SHARED_FIT = ("epochs", "batch_size", "steps_per_epoch", "shuffle")
 # What a user is told a joint round needs, when one falls back.
 NEEDS = ("data_order='per_round' or 'shared', no callbacks of your own, no instability "
          "measurement, array data, one device, and a Sequential or Functional model of one "
-         "input and one output without regularization losses (the whole list: docs/search.md, 'A round's "
-         "trainings side by side')")
+         "input and one output without regularization losses (the whole list: "
+         "docs/search.md, 'A round's trainings side by side')")
 
 
 class JointTrainer:
@@ -121,28 +124,30 @@ class JointTrainer:
 
         `parts` is `[(trainer, round_, members)]`: each a search's `Trainer`
         and what `train` takes; every trainer after this one's must be one
-        it `shares` a program with. Returns one `train` result per part.
+        it `shares` a program with. Returns one `train` result per part, in
+        which a member whose training went wrong (it diverged) holds the
+        error that training alone would have raised, for its search to raise.
         """
-        flat = [(trainer, round_, kind, start, masks)
+        flat = [_Member(trainer, round_, kind, start, masks)
                 for trainer, round_, members in parts for kind, start, masks in members]
         try:
             program = self._program(len(flat))
-            keys = [program.keys(index, trainer.model)
-                    for index, (trainer, *_) in enumerate(flat)]
+            keys = [program.keys(index, member.trainer.model)
+                    for index, member in enumerate(flat)]
         except Exception as error:  # noqa: BLE001 - any failure to copy: one at a time
             raise CannotShare(f"the model could not be copied side by side ({error})") \
                 from error
-        for copy, key, (_, _, _, start, masks) in zip(program.copies, keys, flat):
-            state.restore(copy, key.to_copy(start))
-            apply_masks(copy, key.to_copy(masks))
+        for copy, key, member in zip(program.copies, keys, flat):
+            state.restore(copy, key.to_copy(member.start))
+            apply_masks(copy, key.to_copy(member.masks))
         program.optimizer.reset()
-        first, round_ = parts[0][0], parts[0][1]
-        seed = first.data_seed(round_, "ticket")  # Every member's: one data order.
+        first = flat[0].trainer
+        seed = first.data_seed(flat[0].round, "ticket")  # Every member's: one data order.
         keras.utils.set_random_seed(seed)
-        counters = [trainer.counter(_MemberIterations, _MemberEvaluation, member=copy)
-                    for copy, (trainer, *_) in zip(program.copies, flat)]
+        counters = [member.trainer.counter(_MemberIterations, _MemberEvaluation, member=copy)
+                    for copy, member in zip(program.copies, flat)]
         y = {name: first.y for name in program.names}
-        speed.trace_once(program.model)
+        speed.create_gradients(program.model)
         began = time.perf_counter()
         try:
             history = program.model.fit(
@@ -156,23 +161,31 @@ class JointTrainer:
             raise CannotShare(f"the joint program failed to train ({error})") from error
         program.trained = True
         share = (time.perf_counter() - began) / len(flat)
-        found = []
-        for name, copy, key, counter, (trainer, round_, kind, _, masks) in zip(
-                program.names, program.copies, keys, counters, flat):
-            check_exact_zeros(copy, key.to_copy(masks))
-            prefix = f"{name}_"
-            final = {f"train_{k[len(prefix):]}": float(v[-1])
-                     for k, v in history.history.items() if v and k.startswith(prefix)}
-            # Its time: its share of the joint fit, then its own evaluations
-            # after it (as if it had begun that share before now).
-            record = trainer.record(round_, kind, masks, copy, counter, final,
-                                    time.perf_counter() - share)
-            found.append((record, key.from_copy(state.snapshot(copy))))
-        results, start = [], 0
+        found = [self._result(member, name, copy, key, counter, history.history, share)
+                 for member, name, copy, key, counter in zip(
+                     flat, program.names, program.copies, keys, counters)]
+        results = []
         for _, _, members in parts:
-            results.append(found[start:start + len(members)])
-            start += len(members)
+            results.append(found[:len(members)])
+            found = found[len(members):]
         return results
+
+    @staticmethod
+    def _result(member, name, copy, key, counter, history, share):
+        """`(record, trained state)` of one member after the joint `fit`, or
+        the error its training alone would have raised."""
+        try:
+            check_exact_zeros(copy, key.to_copy(member.masks))
+        except RuntimeError as error:
+            return error
+        prefix = f"{name}_"
+        final = {f"train_{k[len(prefix):]}": float(v[-1])
+                 for k, v in history.items() if v and k.startswith(prefix)}
+        # Its time: its share of the joint fit, then its own evaluations
+        # after it (as if it had begun that share before now).
+        record = member.trainer.record(member.round, member.kind, member.masks, copy, counter,
+                                       final, time.perf_counter() - share)
+        return record, key.from_copy(state.snapshot(copy))
 
     def shares(self, other, round_, other_round) -> str | None:
         """Why another search's round `other_round` (`other`: its
@@ -188,10 +201,14 @@ class JointTrainer:
             self._same_data[id(other)] = (other, _same(trainer.x, mine.x)
                                           and _same(trainer.y, mine.y))
         if not self._same_data[id(other)][1]:
-            return "their training data differ"
-        if _signature(trainer.model) != _signature(mine.model):
-            return "their models differ"
-        if _json(other.compile_config) != _json(self.compile_config):
+            return "their training data differ (or could not be compared)"
+        try:
+            alike = _signature(trainer.model) == _signature(mine.model)
+        except Exception:  # noqa: BLE001 - a layer whose config fails: not comparable
+            alike = False
+        if not alike:
+            return "their networks differ (or could not be compared)"
+        if _compiled(other.compile_config) != _compiled(self.compile_config):
             return "their models are compiled differently"
         return None
 
@@ -205,6 +222,10 @@ class JointTrainer:
             self._programs[members] = _Program(self.trainer.model, self.compile_config,
                                                members)
         return self._programs[members]
+
+
+# What a search's trainings yield once they have saved what they were sent.
+SAVED = "saved"
 
 
 def serve_jointly(requests) -> list:
@@ -319,34 +340,57 @@ class _Keys:
         return {self._from[k]: v for k, v in values.items()}
 
 
-def _signature(model) -> list:
-    """What two models must share for one's state to be the other's: each
-    layer's class and each state variable's shape and dtype, in order."""
-    return ([type(layer).__name__ for layer in _keras.sublayers(model)],
-            [(tuple(v.shape), v.dtype) for v in state.state_variables(model).values()])
+class _Member(typing.NamedTuple):
+    """One training of a joint program: whose, which round and kind, from
+    which start with which masks."""
+
+    trainer: object
+    round: int
+    kind: str
+    start: dict
+    masks: dict
+
+
+def _signature(model) -> str:
+    """What two models must share for one to train as a copy of the other:
+    their input, each layer's class and configuration, and each state
+    variable's shape and dtype, in order. Left out: names (Keras numbers
+    them per process), seeds and initializers (every variable, seed states
+    included, is set from the start a member trains from)."""
+
+    def own(config):
+        return {k: v for k, v in config.items()
+                if k not in ("name", "seed") and not k.endswith("initializer")}
+
+    layers = [(type(layer).__name__, own(layer.get_config()))
+              for layer in _keras.sublayers(model)]
+    variables = [(tuple(v.shape), str(v.dtype)) for v in state.state_variables(model).values()]
+    inputs = [(tuple(i.shape), str(i.dtype)) for i in model.inputs]
+    return json.dumps([inputs, layers, variables], sort_keys=True, default=str)
 
 
 def _same(a, b) -> bool:
-    """Whether two training arrays hold the same values (the same object, at best)."""
+    """Whether two training arrays hold the same values (the same object, at
+    best); False where they cannot be compared."""
     if a is b:
         return True
-    if a is None or b is None or np.shape(a) != np.shape(b):
+    try:
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+    except Exception:  # noqa: BLE001 - not to be compared: trained apart
         return False
-    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
-def _json(config) -> str:
-    """A compile configuration as text, without the objects' names (Keras
-    numbers those per process: `adam`, `adam_1`, ...)."""
-
-    def unnamed(value):
-        if isinstance(value, dict):
-            return {k: unnamed(v) for k, v in value.items() if k != "name"}
-        if isinstance(value, (list, tuple)):
-            return [unnamed(v) for v in value]
-        return value
-
-    return json.dumps(unnamed(config), sort_keys=True, default=str)
+def _compiled(config) -> str:
+    """A compile configuration as text, without its optimizer's name (Keras
+    numbers those per process: `adam`, `adam_1`, ...); metric names stay,
+    being the records' keys."""
+    config = dict(config or {})
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+        config["optimizer"] = {**optimizer, "config": {
+            k: v for k, v in optimizer["config"].items() if k != "name"}}
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def _array(value) -> bool:

@@ -31,7 +31,7 @@ from keras_lottery.search.callbacks import CaptureState
 from keras_lottery.search.results import InstabilityRecord
 from keras_lottery.search.run_directory import MemoryDirectory, SearchStore, read_instability
 from keras_lottery.search.settings import NORMALIZATION, SearchConfig, fit_settings
-from keras_lottery.search.training import FreshOptimizer, Trainer, seed_for
+from keras_lottery.search.training import FreshOptimizer, Trainer
 
 # The second copy's noise is drawn this far from every training seed of a search.
 STABILITY_OFFSET = 7_000_003
@@ -39,9 +39,10 @@ CANDIDATE_OFFSET = 8_000_009
 _ITERATIONS = "__iterations__"  # Kept with a copy's state on file.
 
 
-def round_seeds(seed: int, round_: int) -> tuple:
-    """A round's copies: the round's own training, and one with other noise."""
-    return seed_for(seed, round_, "ticket"), STABILITY_OFFSET + int(seed) * 7919 + round_
+def round_seeds(own: int, seed: int, round_: int) -> tuple:
+    """A round's copies: the round's own training (seeded with `own`), and
+    one with other noise, drawn from the search's `seed`."""
+    return int(own), STABILITY_OFFSET + int(seed) * 7919 + round_
 
 
 def candidate_seeds(seed: int, step: int) -> tuple:

@@ -33,7 +33,7 @@ from keras_lottery.search import preflight as checks
 from keras_lottery.search import transfer as mask_transfer
 from keras_lottery.search.callbacks import CaptureState
 from keras_lottery.search.export import write_model_config
-from keras_lottery.search.joint import NEEDS as JOINT_NEEDS, JointTrainer, serve_jointly
+from keras_lottery.search.joint import NEEDS as JOINT_NEEDS, SAVED, JointTrainer, serve_jointly
 from keras_lottery.masking.masks import apply_masks, get_masks, rates_for
 from keras_lottery.search.progress import Progress
 from keras_lottery.pruning.rules import PruneRates, random_masks_like
@@ -161,8 +161,9 @@ class TicketSearch:
             as one compiled program (`keras_lottery.search.joint`): with
             `data_order` `"per_round"` or `"shared"`, a model Keras can
             copy, no callbacks of your own and no `instability`. Every
-            number is what one training at a time gives; where they cannot share a program (or do not
-            fit in memory together), they train one at a time, said once.
+            number is what one training at a time gives; where they cannot
+            share a program (or do not fit in memory together), they train
+            one at a time, said once.
             Defaults to False.
         eval_every: evaluate on `validation_data` (and `test_data`) every this
             many iterations; the paper uses 100. None evaluates at each epoch
@@ -274,6 +275,7 @@ class TicketSearch:
         self._records = None  # Once opened: every finished training, in order.
         # Called once `run` has accepted its arguments, before any training.
         self._when_accepted = None
+        self._joint = None  # While a run goes: its `JointTrainer`, if offered any.
 
     # -- public -------------------------------------------------------------
 
@@ -321,34 +323,47 @@ class TicketSearch:
             return self._run(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
 
     def _run(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
-        steps = self._start(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
-        outcome = None
+        before = self._take(x, y, validation_data, test_data, callbacks, verbose, fit_kwargs)
+        try:
+            steps = self._start()
+        except ValueError:  # A resume of other settings leaves the search as it was.
+            self._untake(before)
+            raise
+        answer = None
         while True:
             try:
-                request = steps.send(outcome)
+                offer = steps.send(answer)
             except StopIteration as done:
                 return done.value
-            outcome = serve_jointly([request])[0]
+            answer = None if offer is SAVED else serve_jointly([offer])[0]
 
-    def _start(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs,
-               together=False):
-        """Takes `run`'s arguments and opens the run directory (refusing bad
-        ones before any work), then returns the search's trainings as a
-        generator. Where trainings may train as one program it yields
-        `(joint, round_, [(kind, start, masks)])` and is sent back what
-        `serve_jointly` answers; it returns the `SearchResult`. `together`:
-        its searches train beside others' (`run_together`), so a lone
-        training (a dense round, a ticket without controls) is offered too."""
+    def _take(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
+        """Takes `run`'s arguments, refusing bad ones before any work (and
+        leaving the search as it was)."""
         before = {name: getattr(self, name) for name in self._RUN_ARGUMENTS}
         try:
             self._take_run_arguments(x, y, validation_data, test_data, callbacks, verbose,
                                      fit_kwargs)
-            records = self._open()
         except ValueError:
-            # A refused run leaves the search as it was.
-            for name, value in before.items():
-                setattr(self, name, value)
+            self._untake(before)
             raise
+        return before
+
+    def _untake(self, before):
+        for name, value in before.items():
+            setattr(self, name, value)
+
+    def _start(self, together=False, accepted=True):
+        """Opens the run directory (refusing a resume of other settings
+        before any work), then returns the search's trainings as a
+        generator. Where trainings may train as one program it yields
+        `(joint, round_, [(kind, start, masks)])` and is sent back what
+        `serve_jointly` answers; once it has saved what it was sent, it
+        yields `SAVED` and is sent None; it returns the `SearchResult`.
+        `together`: its searches train beside others' (`run_together`), so a
+        lone training (a dense round, a ticket without controls) is offered
+        too. `accepted`: tell `_when_accepted` now (else the caller does)."""
+        records = self._open()
         trainer = Trainer(self.model, self.optimizer, self.config, (self.x, self.y),
                           self.validation_data, self.test_data, self.callbacks, self.verbose)
         progress = Progress(self._planned_trainings(), len(records), self.verbose)
@@ -356,7 +371,7 @@ class TicketSearch:
                        else None)
         # Asked again each run: its callbacks and data may differ from the last.
         self._joint_refusal = None
-        if self._when_accepted is not None:  # The command line keeps its command now.
+        if accepted and self._when_accepted is not None:  # The CLI keeps its command now.
             self._when_accepted()
         return self._trainings(trainer, records, progress, 1 if together else 2)
 
@@ -368,32 +383,44 @@ class TicketSearch:
             records.append(record)
             self._save(records, progress)
 
-        for round_ in self._rounds(records):
-            masks = self._masks_for(round_)
-            pending = [kind for kind in ("ticket", *self.controls)
-                       if round_ > 0 and not self._has(round_, kind)]
-            if round_ == 0 and not self._has(0, "ticket") and self._dense_round_may_share():
-                pending = ["ticket"]
-            if "ticket" in pending and self._trains_jointly(pending, fewest):
-                # The ticket with its controls; each saved as it would be alone.
-                yield from self._train_jointly(trainer, round_, masks, pending, keep)
-                continue
-            if not self._has(round_, "ticket"):
-                keep(self._train_ticket(trainer, round_, masks))
-            if round_ == 0 and self.config.rewind_candidates and self.rewind_state is None:
-                self._choose_rewind(trainer)
-                self._save(records, None)
-            if self.config.instability:
-                self._measure_round(trainer, round_, masks)
-                self._save(records, None)
-            pending = [kind for kind in self.controls if round_ > 0
-                       and not self._has(round_, kind)]
-            if self._trains_jointly(pending, fewest):
-                yield from self._train_jointly(trainer, round_, masks, pending, keep)
-                continue
-            for kind in pending:
-                keep(self._train_control(trainer, round_, kind, masks))
-        return self._result(records)
+        try:
+            for round_ in self._rounds(records):
+                masks = self._masks_for(round_)
+                pending = self._offerable(round_)
+                if "ticket" in pending and self._trains_jointly(pending, fewest):
+                    # The ticket with its controls; each saved as it would be alone.
+                    yield from self._train_jointly(trainer, round_, masks, pending, keep)
+                    continue
+                if not self._has(round_, "ticket"):
+                    keep(self._train_ticket(trainer, round_, masks))
+                if round_ == 0 and self.config.rewind_candidates and self.rewind_state is None:
+                    self._choose_rewind(trainer)
+                    self._save(records, None)
+                if self.config.instability:
+                    self._measure_round(trainer, round_, masks)
+                    self._save(records, None)
+                pending = [kind for kind in self.controls if round_ > 0
+                           and not self._has(round_, kind)]
+                if self._trains_jointly(pending, fewest):
+                    yield from self._train_jointly(trainer, round_, masks, pending, keep)
+                    continue
+                for kind in pending:
+                    keep(self._train_control(trainer, round_, kind, masks))
+            return self._result(records)
+        finally:  # Its programs (copies, slots, compiled steps) go with the run.
+            if self._joint is not None:
+                self._joint.release()
+                self._joint = None
+
+    def _offerable(self, round_) -> list:
+        """The trainings of round `round_` still to train that may be offered
+        as one program: a pruned round's ticket and controls, or the dense
+        round's ticket where nothing is captured along it."""
+        if round_ == 0:
+            plain = not (self.config.rewind_step or self.config.rewind_candidates
+                         or self.config.instability)
+            return ["ticket"] if plain and not self._has(0, "ticket") else []
+        return [kind for kind in ("ticket", *self.controls) if not self._has(round_, kind)]
 
     def instability(self, round: int = 0):  # noqa: A002 - mirrors RoundRecord.round
         """The instability of round `round`'s ticket: an `InstabilityRecord`.
@@ -626,16 +653,13 @@ class TicketSearch:
                       flush=True)
         return not self._joint_refusal
 
-    def _dense_round_may_share(self) -> bool:
-        """Whether round 0 is a plain training (no state captured along it)."""
-        config = self.config
-        return not (config.rewind_step or config.rewind_candidates or config.instability)
-
     def _train_jointly(self, trainer, round_, masks, kinds, keep):
         """Round `round_`'s `kinds` offered as one program (yielded, see
         `_start`); each record then saved as its own training saves it, or
         each trained alone if `serve_jointly` answers why not (a sentence:
-        said, and no round of this run is offered again) or None."""
+        said, and no round of this run is offered again) or None. A member
+        answered with an error raises it once those before it are saved, as
+        its training alone would have."""
         start = self.theta0 if round_ == 0 else self.rewind_state
         members = [(kind, start, masks) if kind == "ticket"
                    else (kind, *self._control(round_, kind, masks)) for kind in kinds]
@@ -650,12 +674,18 @@ class TicketSearch:
                 keep(self._train_ticket(trainer, round_, masks) if kind == "ticket"
                      else self._train_control(trainer, round_, kind, masks))
             return
-        for (kind, _, member_masks), (record, state_after) in zip(members, trained):
+        for (kind, _, member_masks), result in zip(members, trained):
+            if isinstance(result, Exception):
+                raise result
+            record, state_after = result
             if kind == "ticket":
                 self._save_ticket(record, masks, state_after)
             else:
                 self._save_control(record, member_masks, state_after)
             keep(record)
+        # Saved: a driver of several searches sends each its answer before
+        # any goes on (`run_together`).
+        yield SAVED
 
     # -- instability -----------------------------------------------------------
 
@@ -674,7 +704,8 @@ class TicketSearch:
             stability_name(round_), round_=round_, network="ticket",
             start_iteration=0 if round_ == 0 else self._rewind_step(),
             start=self.theta0 if round_ == 0 else self.rewind_state, masks=masks,
-            seeds=stability.round_seeds(self.config.seed, round_))
+            seeds=stability.round_seeds(trainer.data_seed(round_, "ticket"), self.config.seed,
+                                        round_))
 
     def _choose_rewind(self, trainer):
         """Measures every rewind candidate and rewinds to the earliest stable one."""

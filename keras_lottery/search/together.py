@@ -13,9 +13,11 @@ data order, other settings, data or network) trains on its own, said once.
 """
 
 import contextlib
+import pathlib
 
 from keras_lottery.runtime import distribution
-from keras_lottery.search.joint import serve_jointly
+from keras_lottery.search.joint import SAVED, serve_jointly
+from keras_lottery.search.ticket_search import TicketSearch
 
 
 def run_together(searches, x=None, y=None, *, validation_data=None, test_data=None,
@@ -44,44 +46,83 @@ def run_together(searches, x=None, y=None, *, validation_data=None, test_data=No
         if distribution.process_index() == 0:
             for search in searches:
                 claims.enter_context(search.store.directory.claimed())
-        # Every search's arguments and directory are checked before any trains.
-        steps = [search._start(*arguments, together=True) for search in searches]
+        steps = _started(searches, arguments)
         return _Rounds(steps, any(search.verbose for search in searches)).run()
+
+
+def _started(searches, arguments) -> list:
+    """Every search's trainings (`TicketSearch._start`): each search's
+    arguments checked before any directory is opened, each directory's
+    settings before the command is told they are accepted. A refusal leaves
+    every search's arguments as they were."""
+    taken = []
+    try:
+        for search in searches:
+            taken.append((search, search._take(*arguments)))
+        steps = [search._start(together=True, accepted=False) for search in searches]
+    except ValueError:
+        for search, before in taken:
+            search._untake(before)
+        raise
+    for search in searches:
+        if search._when_accepted is not None:
+            search._when_accepted()
+    return steps
 
 
 class _Rounds:
     """Steps the searches' trainings: each runs on to its next offer (a
     round's trainings that may share a program), and the offers that can
-    share one train together, led by the first search waiting."""
+    share one train together, led by the search furthest behind. Every
+    search of a program is sent its answer (and saves it) before any goes
+    on; a search whose training fails stops there, the others go on, and
+    its error is raised once they are done."""
 
     def __init__(self, steps, verbose):
         self.steps, self.verbose = steps, verbose
         self.results = [None] * len(steps)
         self.waiting = {}  # Search index -> its offer, `(joint, round_, members)`.
+        self.errors = []
         self.said = set()
 
     def run(self) -> list:
         for index in range(len(self.steps)):
-            self._advance(index, None)
+            self._go_on(index, None)
         while self.waiting:
             group = self._group()
             answers = serve_jointly([self.waiting[index] for index in group])
-            for index, answer in zip(group, answers):
-                self._advance(index, answer)
+            saved = [index for index, answer in zip(group, answers)
+                     if self._go_on(index, answer) is SAVED]
+            for index in saved:
+                self._go_on(index, None)
+        if self.errors:
+            raise self.errors[0]
         return self.results
 
-    def _advance(self, index, answer):
+    def _go_on(self, index, answer):
+        """Sends search `index` `answer`; returns what it yields next."""
         try:
-            self.waiting[index] = self.steps[index].send(answer)
+            offer = self.steps[index].send(answer)
         except StopIteration as done:
             self.waiting.pop(index, None)
             self.results[index] = done.value
+            return None
+        except Exception as error:  # noqa: BLE001 - raised once the others are done
+            self.waiting.pop(index, None)
+            self.errors.append(error)
+            return None
+        if offer is not SAVED:
+            self.waiting[index] = offer
+        return offer
 
     def _group(self) -> list:
-        first, *others = sorted(self.waiting)
+        # Led by the offer of the earliest round: one ahead waits for the others.
+        first = min(self.waiting, key=lambda index: (self.waiting[index][1], index))
         joint, round_, _ = self.waiting[first]
         group = [first]
-        for index in others:
+        for index in sorted(self.waiting):
+            if index == first:
+                continue
             other, other_round, _ = self.waiting[index]
             why = joint.shares(other, round_, other_round)
             if why is None:
@@ -95,8 +136,6 @@ class _Rounds:
 
 
 def _checked(searches) -> list:
-    from keras_lottery.search.ticket_search import TicketSearch
-
     if isinstance(searches, TicketSearch) or not hasattr(searches, "__iter__"):
         raise ValueError(f"Expected `searches` a list of TicketSearch. Received: {searches!r}")
     searches = list(searches)
@@ -110,8 +149,10 @@ def _checked(searches) -> list:
     if len({id(s.model) for s in searches}) < len(searches):
         raise ValueError("Expected each of `searches` its own model. Received searches of one "
                          "model object: build one per search.")
-    paths = [str(s.store.directory.path) for s in searches
+    # Resolved: two spellings of one folder are one directory.
+    paths = [pathlib.Path(s.store.directory.path).resolve() for s in searches
              if s.store.directory.path != "memory"]
     if len(set(paths)) < len(paths):
-        raise ValueError(f"Expected each of `searches` its own directory. Received: {paths}")
+        raise ValueError("Expected each of `searches` its own directory. Received: "
+                         f"{[str(p) for p in paths]}")
     return searches

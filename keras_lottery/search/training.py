@@ -25,6 +25,10 @@ from keras_lottery.search.results import RECORD_KINDS, RoundRecord
 REINIT_OFFSET = 1_000_003
 
 
+# `data_order="shared"`: every seed's round reads the batches this seed's
+# round reads with "per_round" (0, so that seed 0's search is the same under both).
+SHARED_ORDER_SEED = 0
+
 # The first three kinds' seeds are those every earlier release drew (and the
 # published results used); the ablations added later draw from their own range.
 _FIRST_KINDS = 3
@@ -99,7 +103,7 @@ class Trainer:
         seed = self.data_seed(round_, kind) if seed is None else seed
         keras.utils.set_random_seed(seed)
         counter = self.counter()
-        speed.trace_once(self.model)
+        speed.create_gradients(self.model)
         began = time.perf_counter()
         history = self.model.fit(
             self.x, self.y, callbacks=[Reseed(seed), counter, *extra, *self.callbacks],
@@ -121,7 +125,7 @@ class Trainer:
         draws come from the start's seed-generator states."""
         order = self.config.data_order
         if order == "shared":
-            return seed_for(0, round_, "ticket")
+            return seed_for(SHARED_ORDER_SEED, round_, "ticket")
         return seed_for(self.config.seed, round_, "ticket" if order == "per_round" else kind)
 
     def counter(self, counting=IterationCounter, evaluating=PeriodicEvaluation, **kwargs):
