@@ -148,6 +148,24 @@ def test_networks_of_other_layer_settings_train_apart(tmp_path, capsys):
     assert "train apart: their networks differ" in capsys.readouterr().out
 
 
+def test_functional_networks_wired_otherwise_train_apart(capsys):
+    import keras
+
+    def functional(op):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((12,))
+        hidden = kl.MaskedDense(20, activation="relu", name="fc1")(inputs)
+        # The same layers and variables; only an operation between them differs.
+        outputs = kl.MaskedDense(3, activation="softmax", name="out")(op(hidden, 2.0))
+        model = keras.Model(inputs, outputs)
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        return kl.TicketSearch(model, X, Y, rounds=1, data_order="shared", epochs=1,
+                               batch_size=20, verbose=1)
+
+    kl.run_together([functional(keras.ops.add), functional(keras.ops.multiply)])
+    assert "train apart: their networks differ" in capsys.readouterr().out
+
+
 def test_bad_searches_are_refused_before_any_training(tmp_path):
     one = search(tmp_path / "a", 3)
     with pytest.raises(ValueError, match="`searches` a list of TicketSearch"):

@@ -176,15 +176,17 @@ class JointTrainer:
         the error its training alone would have raised."""
         try:
             check_exact_zeros(copy, key.to_copy(member.masks))
-        except RuntimeError as error:
+            prefix = f"{name}_"
+            final = {f"train_{k[len(prefix):]}": float(v[-1])
+                     for k, v in history.items() if v and k.startswith(prefix)}
+            # Its time: its share of the joint fit, then its own evaluations
+            # after it (as if it had begun that share before now).
+            record = member.trainer.record(member.round, member.kind, member.masks, copy,
+                                           counter, final, time.perf_counter() - share)
+        except Exception as error:  # noqa: BLE001 - its search's to raise (its own data)
+            if is_out_of_memory(error):
+                raise
             return error
-        prefix = f"{name}_"
-        final = {f"train_{k[len(prefix):]}": float(v[-1])
-                 for k, v in history.items() if v and k.startswith(prefix)}
-        # Its time: its share of the joint fit, then its own evaluations
-        # after it (as if it had begun that share before now).
-        record = member.trainer.record(member.round, member.kind, member.masks, copy, counter,
-                                       final, time.perf_counter() - share)
         return record, key.from_copy(state.snapshot(copy))
 
     def shares(self, other, round_, other_round) -> str | None:
@@ -219,6 +221,9 @@ class JointTrainer:
 
     def _program(self, members):
         if members not in self._programs:
+            # One program held at a time: a round of other members (the dense
+            # rounds of several seeds, say) seldom comes back.
+            self.release()
             self._programs[members] = _Program(self.trainer.model, self.compile_config,
                                                members)
         return self._programs[members]
@@ -253,7 +258,8 @@ def serve_jointly(requests) -> list:
         count = sum(len(m) for _, _, m in requests)
         reason = f"round {round_}'s {count} trainings do not fit in memory side by side"
     # Out of the `except`: its traceback holds the failed fit.
-    joint.release()
+    for each, _, _ in requests:  # Those that led earlier programs too.
+        each.release()
     return [reason] * len(requests)
 
 
@@ -353,20 +359,29 @@ class _Member(typing.NamedTuple):
 
 def _signature(model) -> str:
     """What two models must share for one to train as a copy of the other:
-    their input, each layer's class and configuration, and each state
-    variable's shape and dtype, in order. Left out: names (Keras numbers
-    them per process), seeds and initializers (every variable, seed states
-    included, is set from the start a member trains from)."""
+    their configuration (every layer's class and settings, and for a
+    Functional model its graph: which operation reads which), with each
+    layer's name replaced by its position (Keras numbers names per process),
+    seeds and initializers left out (every variable, seed states included,
+    is set from the start a member trains from); and each state variable's
+    shape and dtype, in order."""
+    positions = {layer.name: f"#{index}" for index, layer in
+                 enumerate(_keras.sublayers(model, include_self=True))}
 
-    def own(config):
-        return {k: v for k, v in config.items()
-                if k not in ("name", "seed") and not k.endswith("initializer")}
+    def own(value):
+        if isinstance(value, dict):
+            return {k: own(v) for k, v in value.items()
+                    if k != "seed" and not k.endswith("initializer")}
+        if isinstance(value, (list, tuple)):
+            return [own(v) for v in value]
+        if isinstance(value, str):
+            return positions.get(value, value)
+        if hasattr(value, "tolist"):  # An array in a config: compared whole.
+            return value.tolist()
+        return value
 
-    layers = [(type(layer).__name__, own(layer.get_config()))
-              for layer in _keras.sublayers(model)]
     variables = [(tuple(v.shape), str(v.dtype)) for v in state.state_variables(model).values()]
-    inputs = [(tuple(i.shape), str(i.dtype)) for i in model.inputs]
-    return json.dumps([inputs, layers, variables], sort_keys=True, default=str)
+    return json.dumps([own(model.get_config()), variables], sort_keys=True, default=str)
 
 
 def _same(a, b) -> bool:

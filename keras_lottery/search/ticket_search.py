@@ -330,12 +330,15 @@ class TicketSearch:
             self._untake(before)
             raise
         answer = None
-        while True:
-            try:
-                offer = steps.send(answer)
-            except StopIteration as done:
-                return done.value
-            answer = None if offer is SAVED else serve_jointly([offer])[0]
+        try:
+            while True:
+                try:
+                    offer = steps.send(answer)
+                except StopIteration as done:
+                    return done.value
+                answer = None if offer is SAVED else serve_jointly([offer])[0]
+        finally:  # Interrupted: its programs go now, not when collected.
+            steps.close()
 
     def _take(self, x, y, validation_data, test_data, callbacks, verbose, fit_kwargs):
         """Takes `run`'s arguments, refusing bad ones before any work (and
@@ -383,6 +386,7 @@ class TicketSearch:
             records.append(record)
             self._save(records, progress)
 
+        joint = self._joint
         try:
             for round_ in self._rounds(records):
                 masks = self._masks_for(round_)
@@ -408,8 +412,9 @@ class TicketSearch:
                     keep(self._train_control(trainer, round_, kind, masks))
             return self._result(records)
         finally:  # Its programs (copies, slots, compiled steps) go with the run.
-            if self._joint is not None:
-                self._joint.release()
+            if joint is not None:
+                joint.release()
+            if self._joint is joint:  # Not a later run's.
                 self._joint = None
 
     def _offerable(self, round_) -> list:

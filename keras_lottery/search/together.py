@@ -86,15 +86,19 @@ class _Rounds:
         self.said = set()
 
     def run(self) -> list:
-        for index in range(len(self.steps)):
-            self._go_on(index, None)
-        while self.waiting:
-            group = self._group()
-            answers = serve_jointly([self.waiting[index] for index in group])
-            saved = [index for index, answer in zip(group, answers)
-                     if self._go_on(index, answer) is SAVED]
-            for index in saved:
+        try:
+            for index in range(len(self.steps)):
                 self._go_on(index, None)
+            while self.waiting:
+                group = self._group()
+                answers = serve_jointly([self.waiting[index] for index in group])
+                saved = [index for index, answer in zip(group, answers)
+                         if self._go_on(index, answer) is SAVED]
+                for index in saved:
+                    self._go_on(index, None)
+        finally:  # Interrupted: every search's programs go now, not when collected.
+            for steps in self.steps:
+                steps.close()
         if self.errors:
             raise self.errors[0]
         return self.results
